@@ -1,0 +1,184 @@
+"""Reading and writing video (PyAV) and audio (soundfile) with checks that name the file.
+
+Conventions used across unisr: video at 25 fps, audio at 16 kHz mono, so one video frame spans
+640 audio samples. Grayscale frames are uint8 arrays (T, H, W); colour frames (T, H, W, 3) RGB.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile as sf
+
+from .errors import UnisrError
+
+FPS = 25
+SAMPLE_RATE = 16000
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+
+
+class MediaError(UnisrError):
+    """A media file is missing, unreadable or not in the expected format."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def read_video(path: str | Path, gray: bool = True) -> tuple[np.ndarray, float]:
+    """Decode every frame of a video file. Returns (frames, fps); frames uint8 (T,H,W[,3])."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "file not found")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(path, "no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = stream.average_rate or stream.guessed_rate
+            fmt = "gray" if gray else "rgb24"
+            frames = [frame.to_ndarray(format=fmt) for frame in container.decode(stream)]
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        raise MediaError(path, f"cannot decode video ({err.__class__.__name__}: {err})") from None
+    if not frames:
+        raise MediaError(path, "video has no frames")
+    fps = float(rate) if rate else float(FPS)
+    return np.stack(frames), fps
+
+
+def read_audio(path: str | Path, sample_rate: int | None = SAMPLE_RATE) -> np.ndarray:
+    """Read a sound file as float32 mono in [-1, 1], averaging channels.
+
+    With ``sample_rate`` set, a file at another rate is an error (resample it when preparing the
+    corpus; use :func:`resample` for ad-hoc inputs).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "file not found")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise MediaError(path, f"cannot read audio ({err})") from None
+    if sample_rate is not None and rate != sample_rate:
+        raise MediaError(path, f"sample rate is {rate} Hz, expected {sample_rate} Hz")
+    return data.mean(axis=1)
+
+
+def read_audio_any_rate(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a sound file as float32 mono together with its sample rate."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "file not found")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise MediaError(path, f"cannot read audio ({err})") from None
+    return data.mean(axis=1), int(rate)
+
+
+def read_video_audio(path: str | Path) -> tuple[np.ndarray, int] | None:
+    """The audio track of a video file as float32 mono and its rate, or None if it has none."""
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            rate = stream.rate
+            chunks = []
+            for frame in container.decode(stream):
+                chunk = frame.to_ndarray().astype(np.float32)
+                if frame.format.name.startswith("s16"):
+                    chunk /= 32768.0
+                elif frame.format.name.startswith("s32"):
+                    chunk /= 2147483648.0
+                if frame.format.is_planar:
+                    chunk = chunk.mean(axis=0)
+                else:
+                    chunk = chunk.reshape(-1, len(frame.layout.channels)).mean(axis=1)
+                chunks.append(chunk)
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        raise MediaError(path, f"cannot decode audio ({err.__class__.__name__}: {err})") from None
+    if not chunks:
+        return None
+    return np.concatenate(chunks), int(rate)
+
+
+def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling to ``target`` Hz (no-op when the rate already matches)."""
+    if rate == target:
+        return audio.astype(np.float32, copy=False)
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(rate, target)
+    return resample_poly(audio, target // g, rate // g).astype(np.float32)
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write float audio in [-1, 1] as 16-bit PCM WAV."""
+    sf.write(str(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16")
+
+
+def write_video(
+    path: str | Path,
+    frames: np.ndarray,
+    fps: int = FPS,
+    audio: np.ndarray | None = None,
+    sample_rate: int = SAMPLE_RATE,
+    lossless: bool = True,
+) -> None:
+    """Encode frames (T,H,W) gray or (T,H,W,3) RGB uint8 as an mp4.
+
+    ``lossless`` uses RGB H.264 at crf 0 (bit-exact, for corpora); otherwise yuv420p H.264 that
+    every player opens (for previews). Optional audio is muxed as 16-bit PCM (sample exact).
+    """
+    frames = np.asarray(frames, dtype=np.uint8)
+    if frames.ndim == 3:
+        frames = np.repeat(frames[..., None], 3, axis=-1)
+    height, width = frames.shape[1:3]
+    with av.open(str(path), "w", format="mp4") as container:
+        if lossless:
+            stream = container.add_stream("libx264rgb", rate=Fraction(fps))
+            stream.pix_fmt = "rgb24"
+            stream.options = {"crf": "0", "preset": "ultrafast"}
+        else:
+            stream = container.add_stream("libx264", rate=Fraction(fps))
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "18"}
+            width, height = width - width % 2, height - height % 2
+            frames = frames[:, :height, :width]
+        stream.width, stream.height = width, height
+        audio_stream = None
+        if audio is not None:
+            audio_stream = container.add_stream("pcm_s16le", rate=sample_rate)
+            audio_stream.layout = "mono"
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        if audio_stream is not None:
+            pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)[None, :]
+            frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+            frame.sample_rate = sample_rate
+            for packet in audio_stream.encode(frame):
+                container.mux(packet)
+            for packet in audio_stream.encode():
+                container.mux(packet)
+
+
+def fit_audio(audio: np.ndarray, n_frames: int) -> np.ndarray:
+    """Cut or zero-pad audio to exactly ``n_frames * 640`` samples."""
+    target = n_frames * SAMPLES_PER_FRAME
+    if len(audio) >= target:
+        return audio[:target]
+    return np.pad(audio, (0, target - len(audio)))
