@@ -1,0 +1,125 @@
+"""Convolutional front-ends: one feature vector per 25 fps video frame for each modality.
+
+Video: a 3-D convolutional stem (5 frames x 7 x 7) followed by a 2-D ResNet-18 applied to every
+frame. Audio: a 1-D ResNet-18 on the raw 16 kHz waveform with a total stride of 640 samples.
+With ``width=64`` both are exactly the official USR front-ends (512-d outputs); smaller widths
+give cheap CPU models. Parameter names follow the official checkpoints.
+
+Given per-utterance ``lengths`` the front-ends zero every activation beyond an utterance's end
+before each convolution, so a padded batch computes exactly what each utterance would alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .media import SAMPLES_PER_FRAME
+
+
+def _time_mask(lengths: Tensor, size: int) -> Tensor:
+    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 convolutions) with SiLU, in 1-D or 2-D."""
+
+    def __init__(self, dims: int, in_ch: int, out_ch: int, stride: int):
+        super().__init__()
+        conv = nn.Conv1d if dims == 1 else nn.Conv2d
+        norm = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
+        self.conv1 = conv(in_ch, out_ch, 3, stride, 1, bias=False)
+        self.bn1 = norm(out_ch)
+        self.conv2 = conv(out_ch, out_ch, 3, 1, 1, bias=False)
+        self.bn2 = norm(out_ch)
+        self.act = nn.SiLU()
+        self.downsample = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Sequential(
+                conv(in_ch, out_ch, 1, stride, bias=False), norm(out_ch)
+            )
+
+    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+        """``valid`` (B,) counts valid output positions (1-D only); the rest are zeroed."""
+        out = self.act(self.bn1(self.conv1(x)))
+        mask = None if valid is None else _time_mask(valid, out.shape[-1])[:, None, :]
+        if mask is not None:
+            out = out * mask
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.act(out + shortcut)
+        return out if mask is None else out * mask
+
+
+class ResNetTrunk(nn.Module):
+    """Four stages of two basic blocks, widths w, 2w, 4w, 8w and strides 1, 2, 2, 2."""
+
+    def __init__(self, dims: int, width: int):
+        super().__init__()
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        in_ch = width
+        for i, (out_ch, stride) in enumerate(zip(widths, [1, 2, 2, 2]), start=1):
+            blocks = nn.ModuleList(
+                [BasicBlock(dims, in_ch, out_ch, stride), BasicBlock(dims, out_ch, out_ch, 1)]
+            )
+            setattr(self, f"layer{i}", blocks)
+            in_ch = out_ch
+        self.out_dim = in_ch
+
+    def stages(self) -> list[nn.ModuleList]:
+        return [self.layer1, self.layer2, self.layer3, self.layer4]
+
+
+class VideoFrontend(nn.Module):
+    """(B, T, H, W) normalised grayscale frames -> (B, T, 8*width) features."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.frontend3D = nn.Sequential(
+            nn.Conv3d(1, width, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
+            nn.BatchNorm3d(width),
+            nn.SiLU(),
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        )
+        self.trunk = ResNetTrunk(2, width)
+        self.out_dim = self.trunk.out_dim
+
+    def forward(self, video: Tensor, lengths: Tensor | None = None) -> Tensor:
+        batch, frames = video.shape[:2]
+        if lengths is not None:  # padded frames must look like the stem's own zero padding
+            video = video * _time_mask(lengths, frames)[:, :, None, None].to(video.dtype)
+        x = self.frontend3D(video.unsqueeze(1))  # (B, C, T, H', W')
+        x = x.transpose(1, 2).flatten(0, 1)  # (B*T, C, H', W'): frames are independent now
+        for stage in self.trunk.stages():
+            for block in stage:
+                x = block(x)
+        return x.mean(dim=(2, 3)).view(batch, frames, -1)
+
+
+class AudioFrontend(nn.Module):
+    """(B, S) raw 16 kHz waveform -> (B, S // 640, 8*width) features."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.trunk = ResNetTrunk(1, width)
+        self.trunk.conv1 = nn.Conv1d(1, width, 80, 4, 38, bias=False)
+        self.trunk.bn1 = nn.BatchNorm1d(width)
+        self.act = nn.SiLU()
+        self.pool = nn.AvgPool1d(20, 20)
+        self.out_dim = self.trunk.out_dim
+
+    def forward(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
+        frames = audio.shape[1] // SAMPLES_PER_FRAME
+        x = audio[:, None, : frames * SAMPLES_PER_FRAME]
+        samples = None if lengths is None else lengths * SAMPLES_PER_FRAME
+        if samples is not None:
+            x = x * _time_mask(samples, x.shape[-1])[:, None, :].to(x.dtype)
+        x = self.act(self.trunk.bn1(self.trunk.conv1(x)))
+        # valid positions per frame are exact at every stage: 160 after the stem,
+        # then 160, 80, 40, 20 after the four stages
+        if lengths is not None:
+            x = x * _time_mask(lengths * 160, x.shape[-1])[:, None, :]
+        for stage, per_frame in zip(self.trunk.stages(), [160, 80, 40, 20]):
+            for block in stage:
+                x = block(x, None if lengths is None else lengths * per_frame)
+        return self.pool(x).transpose(1, 2)
