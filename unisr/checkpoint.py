@@ -1,0 +1,204 @@
+"""Loading and saving models: unisr checkpoints and official USR / USR 2.0 ``.pth`` files.
+
+A unisr checkpoint carries its own config and vocabulary:
+``{"format": "unisr", "version": 1, "config": {...}, "tokenizer": {...}, "model": state_dict}``.
+Official files are bare state dicts whose keys may carry the wrapper prefixes the official
+loaders accept (``model.backbone.``, ``_orig_mod.``, ``_orig_mod.model.backbone.``); the model
+size is inferred from tensor shapes and the vocabulary comes from the official unit list.
+Files are always read with ``weights_only=True``: loading never executes pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .config import PRESETS, ModelConfig
+from .errors import UnisrError
+from .model import UnifiedModel
+from .tokenizer import Tokenizer
+
+FORMAT = "unisr"
+VERSION = 1
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """``torch.load`` restricted to tensors and plain containers, with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnisrError(f"{path}: checkpoint not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnisrError(
+            f"{path}: refused to load: the file contains pickled objects other than tensors "
+            f"({str(err).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise UnisrError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+    if not isinstance(data, dict):
+        raise UnisrError(f"{path}: expected a dict, found {type(data).__name__}")
+    return data
+
+
+def official_state_dict(data: dict) -> dict[str, torch.Tensor]:
+    """Strip the official wrappers' prefixes, as the official loaders do, plus legacy renames."""
+    if "state_dict" in data and isinstance(data["state_dict"], dict):  # Lightning checkpoint
+        data = data["state_dict"]
+    state = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    if any(k.startswith("_orig_mod.") for k in state):
+        state = {k.replace("_orig_mod.", "", 1): v for k, v in state.items()}
+    if any(k.startswith("model.backbone.") for k in state):
+        state = {
+            k[len("model.backbone.") :]: v
+            for k, v in state.items()
+            if k.startswith("model.backbone.")
+        }
+    if state and all(k.startswith("module.") for k in state):  # DistributedDataParallel
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    renamed = {}
+    for key, value in state.items():
+        if (
+            key.endswith(".pe")
+            or key.startswith("encoder.input_layer.")
+            or key.startswith("encoder.embed.")
+        ):
+            continue  # positional tables are recomputed, never stored
+        key = re.sub(r"^encoder\.norm\.", "encoder.after_norm.", key)
+        key = re.sub(r"^decoder\.output_norm\.", "decoder.after_norm.", key)
+        renamed[key] = value
+    return renamed
+
+
+def infer_config(state: dict[str, torch.Tensor]) -> ModelConfig:
+    """Model dimensions from tensor shapes (works for every official size and our presets)."""
+    try:
+        d_model, _ = state["encoder.linear_v.weight"].shape
+        width = state["encoder.frontend_v.frontend3D.0.weight"].shape[0]
+        heads = state["encoder.encoders.0.self_attn.pos_bias_u"].shape[0]
+        ff_units = state["encoder.encoders.0.feed_forward.w_1.weight"].shape[0]
+        vocab_size = state["decoder.embed.0.weight"].shape[0]
+    except KeyError as err:
+        raise UnisrError(f"not a USR model state dict: no key {err}") from None
+
+    def count(prefix: str) -> int:
+        pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+        return len({m.group(1) for k in state if (m := pattern.match(k))})
+
+    config = ModelConfig(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        heads=heads,
+        ff_units=ff_units,
+        enc_layers=count("encoder.encoders."),
+        dec_layers=count("decoder.decoders."),
+        frontend_width=width,
+    )
+    return config
+
+
+def preset_name(config: ModelConfig) -> str | None:
+    """The official preset a config has the shape of, if any."""
+    for name, preset in PRESETS.items():
+        shape = ("d_model", "heads", "ff_units", "enc_layers", "dec_layers", "frontend_width")
+        if all(getattr(preset, f) == getattr(config, f) for f in shape):
+            return name
+    return None
+
+
+def load_state(model: UnifiedModel, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load that reports every missing, unexpected and mis-shaped key in one error."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or misshaped:
+        lines = [f"{source}: the state dict does not match the model"]
+        for title, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("mis-shaped", misshaped),
+        ):
+            if keys:
+                shown = keys[:20] + ([f"... and {len(keys) - 20} more"] if len(keys) > 20 else [])
+                lines.append(f"  {title} ({len(keys)}): " + ", ".join(shown))
+        raise UnisrError("\n".join(lines))
+    model.load_state_dict(state)
+
+
+def load_model(
+    path: str | Path, units: str | Path | None = None, device: str | torch.device = "cpu"
+) -> UnifiedModel:
+    """Load a unisr checkpoint or an official ``.pth`` into an eval-mode model.
+
+    The returned model carries ``model.tokenizer``. For official files pass ``units``, the
+    official unit list (``unigram1000_units.txt``).
+    """
+    data = read_checkpoint(path)
+    if data.get("format") == FORMAT:
+        config = ModelConfig.from_dict(data["config"])
+        tokenizer = Tokenizer.from_dict(data["tokenizer"])
+        state = data["model"]
+    else:
+        state = official_state_dict(data)
+        config = infer_config(state)
+        if units is None:
+            raise UnisrError(
+                f"{path}: an official checkpoint has no vocabulary; pass the official unit list "
+                "(units=... / --units unigram1000_units.txt)"
+            )
+        tokenizer = Tokenizer.from_units(units)
+    if tokenizer.vocab_size != config.vocab_size:
+        raise UnisrError(
+            f"{path}: the model has {config.vocab_size} output classes but the vocabulary gives "
+            f"{tokenizer.vocab_size} ({len(tokenizer.pieces)} pieces + blank + sos/eos)"
+        )
+    model = UnifiedModel(config)
+    load_state(model, state, str(path))
+    model.tokenizer = tokenizer
+    return model.to(device).eval()
+
+
+def save_checkpoint(path: str | Path, model: UnifiedModel, tokenizer: Tokenizer, **extra) -> None:
+    """Write a self-describing unisr checkpoint atomically (temp file + rename)."""
+    data = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.config.to_dict(),
+        "tokenizer": tokenizer.to_dict(),
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        **extra,
+    }
+    atomic_torch_save(data, path)
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def convert(src: str | Path, out: str | Path, units: str | Path | None = None) -> UnifiedModel:
+    """Official ``.pth`` (or any loadable checkpoint) -> unisr checkpoint."""
+    model = load_model(src, units=units)
+    save_checkpoint(out, model, model.tokenizer, source=str(Path(src).name))
+    return model

@@ -1,0 +1,155 @@
+"""Text <-> token ids with the official id convention.
+
+Ids: blank 0, pieces 1..N (piece ``i`` of the unit list is id ``i``), sos = eos = N + 1. The
+official release ships only the id -> piece list (``unigram1000_units.txt``), enough to decode;
+our own tokenizers are SentencePiece unigram models, trained with ``<unk>`` as piece 0 so that
+SentencePiece id ``k`` is unisr id ``k + 1`` (``<unk>`` = 1, as in the official list).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import sentencepiece as spm
+
+from .errors import UnisrError
+
+WORD_MARK = "\u2581"  # SentencePiece word-boundary marker
+
+
+def normalize_text(text: str) -> str:
+    """Official text normalisation for training targets and WER: upper case, letters, digits and
+    apostrophes only, single spaces."""
+    text = re.sub(r"[^A-Z0-9' ]+", " ", text.upper())
+    return " ".join(text.split())
+
+
+class Tokenizer:
+    """Maps normalised text to ids and back. ``pieces[i]`` has id ``i + 1``."""
+
+    def __init__(self, pieces: list[str], sp_model: bytes | None = None):
+        if not pieces:
+            raise UnisrError("a tokenizer needs at least one piece")
+        self.pieces = list(pieces)
+        self.sp_model = sp_model
+        self._sp = None
+        if sp_model is not None:
+            self._sp = spm.SentencePieceProcessor(model_proto=sp_model)
+            if self._sp.vocab_size() != len(self.pieces):
+                raise UnisrError("SentencePiece model and piece list disagree in size")
+
+    # ids
+    @property
+    def vocab_size(self) -> int:
+        return len(self.pieces) + 2
+
+    blank = 0
+
+    @property
+    def sos(self) -> int:
+        return len(self.pieces) + 1
+
+    eos = sos
+
+    @property
+    def can_encode(self) -> bool:
+        return self._sp is not None
+
+    def encode(self, text: str) -> list[int]:
+        if self._sp is None:
+            raise UnisrError(
+                "this tokenizer is a bare unit list (no SentencePiece model): it can decode but "
+                "not encode text; give token ids, or train one with `unisr tokenizer train`"
+            )
+        return [i + 1 for i in self._sp.encode(normalize_text(text))]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Ids -> text; blank, sos/eos and out-of-range ids are dropped."""
+        n = len(self.pieces)
+        text = "".join(self.pieces[i - 1] for i in map(int, ids) if 1 <= i <= n)
+        return " ".join(text.replace(WORD_MARK, " ").split())
+
+    # construction and storage
+    @classmethod
+    def from_units(cls, path: str | Path) -> Tokenizer:
+        """Official unit list: lines ``<piece> <index>`` with indices 1..N in order."""
+        path = Path(path)
+        if not path.is_file():
+            raise UnisrError(f"{path}: unit list not found")
+        pieces = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) != len(pieces) + 1:
+                raise UnisrError(f"{path}:{number}: expected '<piece> {len(pieces) + 1}'")
+            pieces.append(parts[0])
+        return cls(pieces)
+
+    @classmethod
+    def from_sentencepiece(cls, path: str | Path) -> Tokenizer:
+        path = Path(path)
+        if not path.is_file():
+            raise UnisrError(f"{path}: SentencePiece model not found")
+        proto = path.read_bytes()
+        try:
+            sp = spm.SentencePieceProcessor(model_proto=proto)
+        except RuntimeError as err:
+            raise UnisrError(f"{path}: not a SentencePiece model ({err})") from None
+        if sp.unk_id() != 0 or sp.bos_id() >= 0 or sp.eos_id() >= 0:
+            raise UnisrError(
+                f"{path}: expected <unk> as piece 0 and no bos/eos pieces "
+                "(train it with `unisr tokenizer train`)"
+            )
+        return cls([sp.id_to_piece(i) for i in range(sp.vocab_size())], proto)
+
+    @classmethod
+    def train(
+        cls, texts: Iterable[str], vocab_size: int, out_path: str | Path | None = None
+    ) -> Tokenizer:
+        """Train a unigram SentencePiece model on normalised ``texts``; ``vocab_size`` counts its
+        pieces (``<unk>`` included). Written atomically to ``out_path`` when given."""
+        texts = [t for t in (normalize_text(t) for t in texts) if t]
+        if not texts:
+            raise UnisrError("no text to train a tokenizer on")
+        model = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts),
+            model_writer=model,
+            model_type="unigram",
+            vocab_size=vocab_size,
+            hard_vocab_limit=False,
+            character_coverage=1.0,
+            unk_id=0,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            normalization_rule_name="identity",
+            num_threads=1,
+            minloglevel=2,
+        )
+        proto = model.getvalue()
+        if out_path is not None:
+            _atomic_write(Path(out_path), proto)
+        sp = spm.SentencePieceProcessor(model_proto=proto)
+        return cls([sp.id_to_piece(i) for i in range(sp.vocab_size())], proto)
+
+    def to_dict(self) -> dict:
+        return {"pieces": self.pieces, "sp_model": self.sp_model}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Tokenizer:
+        return cls(data["pieces"], data.get("sp_model"))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
