@@ -12,7 +12,7 @@ from .errors import UnisrError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="unisr", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_transcribe,):
+    for add in (_add_transcribe, _add_validate, _add_cache):
         add(sub)
     args = parser.parse_args(argv)
     try:
@@ -40,6 +40,56 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
         from .transcribe import transcribe_cli
 
         return transcribe_cli(args)
+
+    p.set_defaults(run=run)
+
+
+def _add_manifest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", help="typed .tsv, or USR / auto_avsr .csv")
+    p.add_argument(
+        "--root",
+        action="append",
+        metavar="[TAG=]DIR",
+        help="CSV dialects: folder the paths are relative to (repeat TAG=DIR per tag)",
+    )
+    p.add_argument(
+        "--audio-root",
+        action="append",
+        metavar="[TAG=]DIR",
+        help="USR dialect: folder of the .wav files if not beside the videos",
+    )
+    p.add_argument("--workers", type=int, default=1, help="decoding processes")
+    p.add_argument(
+        "--tolerance",
+        type=int,
+        default=3,
+        help="frames by which video, audio and manifest lengths may disagree",
+    )
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check every utterance of a manifest up front")
+    _add_manifest_args(p)
+    p.add_argument("--tokenizer", help="SentencePiece .model or unit list, to check transcripts")
+    p.add_argument("--unlabelled", action="store_true", help="do not check transcripts")
+
+    def run(args: argparse.Namespace) -> int:
+        from .dataset import validate_cli
+
+        return validate_cli(args)
+
+    p.set_defaults(run=run)
+
+
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache", help="decode a manifest into memory-mapped shards for training")
+    _add_manifest_args(p)
+    p.add_argument("--out", help="cache folder (default: MANIFEST.cache, found automatically)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .cache import cache_cli
+
+        return cache_cli(args)
 
     p.set_defaults(run=run)
 

@@ -338,3 +338,18 @@ def load_manifest(
             raise ManifestError(path, "the auto_avsr dialect takes a single root folder")
         return read_auto_avsr_csv(path, roots)
     raise ManifestError(path, f"unknown manifest dialect {dialect!r}")
+
+
+def parse_roots(values: list[str] | None) -> RootsArg:
+    """Command-line roots: ``DIR`` (one root for every tag) or repeated ``TAG=DIR``."""
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        return values[0]
+    roots = {}
+    for value in values:
+        tag, sep, folder = value.partition("=")
+        if not sep or not tag or not folder:
+            raise UnisrError(f"--root {value!r}: give DIR, or TAG=DIR once per dataset tag")
+        roots[tag] = folder
+    return roots

@@ -1,0 +1,458 @@
+"""Loading utterances for training and evaluation, with checks that skip bad samples.
+
+A clip is loaded as uint8 grayscale frames (T, H, W) at 25 fps and int16 mono 16 kHz audio cut
+or padded to exactly T * 640 samples. Lengths may disagree by up to ``tolerance`` frames
+(default 3 frames = 120 ms, the slack of typical audio/video muxing): the video is trimmed to the
+manifest's frame count and the audio to the video; a larger disagreement rejects the clip.
+
+Bad data never stops a run: :class:`AVDataset` returns a :class:`BadSample` (file + reason) in
+place of the item, the collate functions set it aside, and the loaders in :mod:`unisr.sampler`
+warn once per file and report the count at the end of every epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .errors import UnisrError
+from .manifest import ManifestRow
+from .media import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, read_video
+from .transforms import AugmentConfig, add_noise, audio_view, video_view
+
+AV_TOLERANCE_FRAMES = 3
+
+
+class TextEncoder(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+
+@dataclass
+class DataConfig:
+    """What the data path needs from a training config (YAML section ``data``)."""
+
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    av_tolerance: int = AV_TOLERANCE_FRAMES
+    mask_labelled: bool = True  # labelled clips train the student, so they are masked too
+    noise: str | None = None  # optional noise file mixed into student/labelled audio
+    noise_prob: float = 0.0
+    noise_snrs: list[float] = field(default_factory=lambda: [-5.0, 0.0, 5.0, 10.0])
+    frames_per_batch: int = 600  # labelled budget per device (frames incl. padding)
+    frames_per_batch_unlabelled: int = 2400
+    workers: int = 2
+
+
+@dataclass
+class Clip:
+    """A checked clip: uint8 frames (T, H, W) and int16 audio of exactly T * 640 samples."""
+
+    frames: np.ndarray
+    audio: np.ndarray
+
+    def audio_float(self) -> np.ndarray:
+        return self.audio.astype(np.float32) / 32768.0
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """Stands in for an item that could not be used: which utterance, which file, why."""
+
+    id: str
+    path: str
+    reason: str
+
+
+class BadData(UnisrError):
+    """A sample fails a check; carries the offending file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+# ---------------------------------------------------------------- loading and checks
+
+
+def read_wav_int16(path: str | Path) -> np.ndarray:
+    """Read 16 kHz mono audio as int16; anything else is a :class:`BadData`."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadData(path, "file not found")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            if f.samplerate != SAMPLE_RATE:
+                raise BadData(path, f"sample rate is {f.samplerate} Hz, expected {SAMPLE_RATE} Hz")
+            if f.channels != 1:
+                raise BadData(path, f"{f.channels} audio channels, expected mono")
+            audio = f.read(dtype="int16")
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise BadData(path, f"cannot read audio ({err})") from None
+    if len(audio) == 0:
+        raise BadData(path, "audio has no samples")
+    return audio
+
+
+def align(
+    frames: np.ndarray, audio: np.ndarray, row: ManifestRow, tolerance: int = AV_TOLERANCE_FRAMES
+) -> Clip:
+    """Trim the video to the manifest's frame count and fit the audio to ``T * 640`` samples,
+    rejecting either when it is off by more than ``tolerance`` frames."""
+    if abs(len(frames) - row.frames) > tolerance:
+        raise BadData(row.video, f"video has {len(frames)} frames, manifest says {row.frames}")
+    frames = frames[: row.frames]
+    target = len(frames) * SAMPLES_PER_FRAME
+    if abs(len(audio) - target) > tolerance * SAMPLES_PER_FRAME:
+        raise BadData(
+            row.audio,
+            f"audio is {len(audio) / SAMPLE_RATE:.2f} s but video is {len(frames) / FPS:.2f} s "
+            f"(A/V mismatch over {tolerance} frames)",
+        )
+    if len(audio) >= target:
+        audio = audio[:target]
+    else:
+        audio = np.pad(audio, (0, target - len(audio)))
+    return Clip(np.ascontiguousarray(frames), np.ascontiguousarray(audio))
+
+
+def load_clip(row: ManifestRow, tolerance: int = AV_TOLERANCE_FRAMES) -> Clip:
+    """Decode and check one utterance (see the module docstring). Raises :class:`BadData`."""
+    if row.frames <= 0:
+        raise BadData(row.video, "manifest gives 0 frames")
+    try:
+        frames, fps = read_video(row.video, gray=True)
+    except MediaError as err:
+        raise BadData(err.path, err.problem) from None
+    if abs(fps - FPS) > 0.01:
+        raise BadData(row.video, f"frame rate is {fps:g} fps, expected {FPS}")
+    return align(frames, read_wav_int16(row.audio), row, tolerance)
+
+
+def unknown_characters(text: str, tokenizer: TextEncoder | None = None) -> str:
+    """Characters of a transcript that cannot become targets: letters or digits outside A-Z/0-9
+    (normalisation would silently drop them), and characters of the normalised text that do not
+    survive ``tokenizer.encode`` + ``decode`` (absent from its vocabulary)."""
+    from .tokenizer import normalize_text
+
+    odd = {c for c in text.upper() if c.isalnum() and not c.isascii()}
+    decode = getattr(tokenizer, "decode", None)
+    if decode is not None:
+        norm = normalize_text(text)
+        odd |= set(norm) - set(decode(tokenizer.encode(norm))) - {" "}
+    return "".join(sorted(odd))
+
+
+def targets_for(row: ManifestRow, tokenizer: TextEncoder | None) -> tuple[list[int], str]:
+    """Token ids (from the manifest, else the normalised transcript) and the reference text.
+
+    Raises :class:`BadData` for an empty transcript or characters the tokenizer cannot encode.
+    """
+    from .tokenizer import normalize_text
+
+    text = normalize_text(row.text)
+    if row.tokens is not None:
+        if not row.tokens:
+            raise BadData(row.video, "empty transcript")
+        if not text and tokenizer is not None and hasattr(tokenizer, "decode"):
+            text = normalize_text(tokenizer.decode(row.tokens))
+        return row.tokens, text
+    if not text:
+        raise BadData(row.video, "empty transcript")
+    if tokenizer is None:
+        raise UnisrError(f"{row.id}: the manifest has no token ids; a tokenizer is needed")
+    missing = unknown_characters(row.text, tokenizer)
+    if missing:
+        raise BadData(row.video, f"transcript has unknown characters: {missing!r}")
+    tokens = list(tokenizer.encode(text))
+    if not tokens:
+        raise BadData(row.video, "empty transcript")
+    return tokens, text
+
+
+# ---------------------------------------------------------------- dataset
+
+
+class AVDataset(torch.utils.data.Dataset):
+    """Items for one manifest.
+
+    * ``labelled`` and ``train``: one augmented view (masked if ``cfg.mask_labelled``) + tokens.
+    * unlabelled (``train``): a clean teacher view (``video``/``audio``: own crop and flip, no
+      mask) and a masked student view (``video_student``/``audio_student``).
+    * ``train=False``: the evaluation view (centre crop), tokens and reference text if labelled;
+      ``snr`` mixes the noise file in at that SNR (deterministically per item).
+
+    Randomness is derived from (seed, epoch, index), so augmentation does not depend on the
+    number of loader workers. A failing item comes back as :class:`BadSample`.
+    """
+
+    def __init__(
+        self,
+        rows: Sequence[ManifestRow],
+        cfg: DataConfig | None = None,
+        *,
+        labelled: bool = True,
+        train: bool = True,
+        tokenizer: TextEncoder | None = None,
+        cache=None,
+        snr: float | None = None,
+        seed: int = 0,
+    ):
+        self.rows = list(rows)
+        self.cfg = cfg or DataConfig()
+        self.labelled, self.train = labelled, train
+        self.tokenizer, self.cache, self.snr, self.seed = tokenizer, cache, snr, seed
+        self.epoch = 0
+        self.noise = None
+        if self.cfg.noise and (snr is not None or (train and self.cfg.noise_prob > 0)):
+            self.noise = load_noise(self.cfg.noise)
+        elif snr is not None:
+            raise UnisrError("an SNR was given but no noise file (DataConfig.noise)")
+        if labelled and tokenizer is None:
+            untokenised = next((r for r in self.rows if r.tokens is None), None)
+            if untokenised is not None:
+                raise UnisrError(
+                    f"utterance {untokenised.id} has a transcript but no token ids; "
+                    "pass a tokenizer to tokenise at load time"
+                )
+
+    @classmethod
+    def from_manifest(
+        cls,
+        path: str | Path,
+        cfg: DataConfig | None = None,
+        *,
+        roots=None,
+        audio_roots=None,
+        cache_dir: str | Path | None = None,
+        use_cache: bool = True,
+        **kwargs,
+    ) -> AVDataset:
+        """Dataset over any supported manifest, reading from its decoded cache (``cache_dir``,
+        default ``MANIFEST.cache`` when it exists; see :mod:`unisr.cache`). ``kwargs`` go to the
+        constructor."""
+        from .cache import ClipCache
+        from .manifest import load_manifest
+
+        rows = load_manifest(path, roots, audio_roots)
+        cache = None
+        if cache_dir is not None:
+            cache = ClipCache(cache_dir)
+        elif use_cache:
+            cache = ClipCache.find(path)
+        return cls(rows, cfg, cache=cache, **kwargs)
+
+    @property
+    def lengths(self) -> list[int]:
+        """Frame counts from the manifest (what the batch sampler budgets with)."""
+        return [r.frames for r in self.rows]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def clip(self, row: ManifestRow) -> Clip:
+        if self.cache is not None:
+            cached = self.cache.get(row)
+            if cached is not None:
+                return cached
+        return load_clip(row, self.cfg.av_tolerance)
+
+    def __getitem__(self, index: int) -> dict | BadSample:
+        row = self.rows[index]
+        try:
+            clip = self.clip(row)
+            item = {"id": row.id}
+            if self.labelled:
+                item["tokens"], item["text"] = targets_for(row, self.tokenizer)
+            self._views(item, clip, np.random.default_rng([self.seed, self.epoch, index]))
+            return item
+        except BadData as err:
+            return BadSample(row.id, err.path, err.reason)
+
+    def _views(self, item: dict, clip: Clip, rng: np.random.Generator) -> None:
+        cfg, aug = self.cfg, self.cfg.augment
+        audio = clip.audio_float()
+        if not self.train:
+            if self.snr is not None:
+                audio = add_noise(audio, self.noise, self.snr, rng)
+            item["video"], item["audio"] = video_view(clip.frames, aug), audio_view(audio, aug)
+            return
+        noisy = audio
+        if self.noise is not None and rng.random() < cfg.noise_prob:
+            noisy = add_noise(audio, self.noise, float(rng.choice(cfg.noise_snrs)), rng)
+        if self.labelled:
+            mask = cfg.mask_labelled
+            item["video"] = video_view(clip.frames, aug, rng, mask=mask)
+            item["audio"] = audio_view(noisy, aug, rng, mask=mask)
+            return
+        item["video"] = video_view(clip.frames, aug, rng)
+        item["audio"] = audio_view(audio, aug)
+        item["video_student"] = video_view(clip.frames, aug, rng, mask=True)
+        item["audio_student"] = audio_view(noisy, aug, rng, mask=True)
+
+
+def load_noise(path: str | Path) -> np.ndarray:
+    """A noise recording (e.g. babble) as float32 16 kHz mono."""
+    from .media import read_audio_any_rate, resample
+
+    audio, rate = read_audio_any_rate(path)
+    if len(audio) == 0:
+        raise MediaError(path, "noise file has no samples")
+    return resample(audio, rate)
+
+
+# ---------------------------------------------------------------- collate
+
+
+def _pad_stack(tensors: list[torch.Tensor], length: int) -> torch.Tensor:
+    out = tensors[0].new_zeros((len(tensors), length, *tensors[0].shape[1:]))
+    for i, t in enumerate(tensors):
+        out[i, : len(t)] = t
+    return out
+
+
+def _split_bad(items: list) -> tuple[list[dict], list[BadSample]]:
+    good = [x for x in items if not isinstance(x, BadSample)]
+    return good, [x for x in items if isinstance(x, BadSample)]
+
+
+def collate(items: list[dict | BadSample]) -> dict:
+    """Pad items into a batch dict (see the module docs of :mod:`unisr.sampler`).
+
+    Keys: ``ids``, ``video`` (B,T,H,W), ``audio`` (B,T*640), ``lengths`` (B,); with tokens also
+    ``targets`` (B,U) padded with -1 and ``target_lengths``; unlabelled items add
+    ``video_student``/``audio_student``. Bad items are left out and listed under ``skipped``
+    (the loaders remove that key); with no good item at all the batch is just ``{"skipped"}``.
+    """
+    good, bad = _split_bad(items)
+    batch: dict = {"skipped": bad}
+    if not good:
+        return batch
+    lengths = torch.tensor([len(x["video"]) for x in good], dtype=torch.long)
+    t_max = int(lengths.max())
+    batch["ids"] = [x["id"] for x in good]
+    for key in ("video", "video_student"):
+        if key in good[0]:
+            batch[key] = _pad_stack([x[key] for x in good], t_max)
+    for key in ("audio", "audio_student"):
+        if key in good[0]:
+            batch[key] = _pad_stack([x[key] for x in good], t_max * SAMPLES_PER_FRAME)
+    batch["lengths"] = lengths
+    if "tokens" in good[0]:
+        target_lengths = torch.tensor([len(x["tokens"]) for x in good], dtype=torch.long)
+        targets = torch.full((len(good), int(target_lengths.max())), -1, dtype=torch.long)
+        for i, x in enumerate(good):
+            targets[i, : len(x["tokens"])] = torch.tensor(x["tokens"], dtype=torch.long)
+        batch["targets"], batch["target_lengths"] = targets, target_lengths
+    return batch
+
+
+# ---------------------------------------------------------------- validation
+
+
+def check_row(
+    row: ManifestRow,
+    tokenizer: TextEncoder | None = None,
+    labelled: bool = True,
+    tolerance: int = AV_TOLERANCE_FRAMES,
+) -> BadSample | None:
+    """Full check of one utterance (decode, and the transcript if ``labelled``); None if fine.
+
+    Without token ids or a tokenizer only the emptiness of the transcript can be checked.
+    """
+    try:
+        load_clip(row, tolerance)
+        if labelled and row.tokens is None and tokenizer is None:
+            from .tokenizer import normalize_text
+
+            if not normalize_text(row.text):
+                raise BadData(row.video, "empty transcript")
+            missing = unknown_characters(row.text)
+            if missing:
+                raise BadData(row.video, f"transcript has unknown characters: {missing!r}")
+        elif labelled:
+            targets_for(row, tokenizer)
+        return None
+    except BadData as err:
+        return BadSample(row.id, err.path, err.reason)
+
+
+def validate_rows(
+    rows: Sequence[ManifestRow],
+    tokenizer: TextEncoder | None = None,
+    labelled: bool = True,
+    workers: int = 1,
+    tolerance: int = AV_TOLERANCE_FRAMES,
+    progress: bool = False,
+) -> list[BadSample]:
+    """Check every row (in ``workers`` processes); returns the problems in manifest order."""
+    from functools import partial
+
+    from tqdm import tqdm
+
+    check = partial(check_row, tokenizer=tokenizer, labelled=labelled, tolerance=tolerance)
+    chunk = max(1, min(64, math.ceil(len(rows) / max(1, workers * 8))))
+    if workers > 1:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(workers) as pool:
+            results = list(
+                tqdm(pool.imap(check, rows, chunk), total=len(rows), disable=not progress)
+            )
+    else:
+        results = [check(r) for r in tqdm(rows, disable=not progress)]
+    return [r for r in results if r is not None]
+
+
+def open_tokenizer(path: str | Path):
+    """A tokenizer from a SentencePiece model (``.model``) or an official unit list."""
+    from .tokenizer import Tokenizer
+
+    path = Path(path)
+    if path.suffix == ".model":
+        return Tokenizer.from_sentencepiece(path)
+    return Tokenizer.from_units(path)
+
+
+def problems_table(problems: Sequence[BadSample]) -> str:
+    """Problems as an aligned text table (id, file, problem)."""
+    head = ("id", "file", "problem")
+    rows = [head] + [(p.id, p.path, p.reason) for p in problems]
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows)
+
+
+def validate_cli(args) -> int:
+    """``unisr validate``: check a whole manifest up front; exit 1 if anything is wrong."""
+    import sys
+    from collections import Counter
+
+    from .manifest import load_manifest, parse_roots
+
+    rows = load_manifest(args.manifest, parse_roots(args.root), parse_roots(args.audio_root))
+    tokenizer = open_tokenizer(args.tokenizer) if args.tokenizer else None
+    problems = validate_rows(
+        rows,
+        tokenizer,
+        labelled=not args.unlabelled,
+        workers=args.workers,
+        tolerance=args.tolerance,
+        progress=sys.stderr.isatty(),
+    )
+    if not problems:
+        print(f"{args.manifest}: {len(rows)} utterances, no problems")
+        return 0
+    print(problems_table(problems))
+    counts = Counter(p.reason.split(" (")[0] for p in problems)
+    print(f"\n{args.manifest}: {len(problems)} of {len(rows)} utterances have problems")
+    for reason, n in counts.most_common():
+        print(f"  {n:6d}  {reason}")
+    return 1
