@@ -158,6 +158,9 @@ def test_bad_files_are_skipped_named_and_counted(corpus, tokenizer, caplog):
     assert loader.bad["truncated"].path == by_name["truncated"].video
     summary = [r.message for r in caplog.records if "epoch 0 skipped" in r.message]
     assert len(summary) == 1 and f"skipped {len(bad)} bad sample(s)" in summary[0]
+    kinds = {"missing file": 1, "corrupt video": 2, "zero frames": 1, "sample rate": 1,
+             "length mismatch": 1, "empty transcript": 1, "unknown characters": 2}  # fmt: skip
+    assert all(f"{n} x {kind}" in summary[0] for kind, n in kinds.items())
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="unisr.data"):
         list(loader)  # second epoch: counted again, but no second warning per file

@@ -84,7 +84,7 @@ class Items(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         if i in self.bad:
-            return self.BadSample(f"u{i}", f"/x/u{i}.mp4", "file not found")
+            return self.BadSample(f"u{i}", f"/x/u{i}.mp4", "file not found", "missing file")
         t = self.lengths[i]
         return {"id": f"u{i}", "video": torch.zeros(t, 4, 4), "audio": torch.zeros(t * 640),
                 "tokens": [1, 2]}  # fmt: skip
@@ -106,7 +106,7 @@ def test_loader_resume_and_combined_iterator(caplog):
     assert [r.message for r in caplog.records if "u25" in r.message] == [
         "unlab: skipping u25 (/x/u25.mp4): file not found"
     ]
-    assert any("epoch 0 skipped 1 bad sample(s): 1 x file not found" in r.message
+    assert any("epoch 0 skipped 1 bad sample(s): 1 x missing file" in r.message
                for r in caplog.records)  # fmt: skip
 
 

@@ -49,7 +49,7 @@ def _load(args: tuple[ManifestRow, int]) -> Clip | BadSample:
     try:
         return load_clip(row, tolerance)
     except BadData as err:
-        return BadSample(row.id, err.path, err.reason)
+        return BadSample(row.id, err.path, err.reason, err.kind)
 
 
 @dataclass
@@ -92,7 +92,7 @@ def build_cache(
             stamps = [_stamp(row.video), _stamp(row.audio)]
             if isinstance(result, BadSample):
                 bad.append(result)
-                clips[row.id] = {"bad": [result.path, result.reason], "src": stamps}
+                clips[row.id] = {"bad": [result.path, result.reason, result.kind], "src": stamps}
                 continue
             if video_f is None or video_f.tell() >= shard_bytes:
                 for f in (video_f, audio_f):

@@ -67,14 +67,22 @@ class BadSample:
     id: str
     path: str
     reason: str
+    kind: str
 
 
 class BadData(UnisrError):
-    """A sample fails a check; carries the offending file and the reason."""
+    """A sample fails a check; carries the offending file, the reason, and its kind (a short
+    category such as "missing file" used in summaries)."""
 
-    def __init__(self, path: str | Path, reason: str):
-        self.path, self.reason = str(path), reason
+    def __init__(self, path: str | Path, reason: str, kind: str):
+        self.path, self.reason, self.kind = str(path), reason, kind
         super().__init__(f"{path}: {reason}")
+
+
+def _media_kind(problem: str) -> str:
+    if problem == "file not found":
+        return "missing file"
+    return "zero frames" if problem == "video has no frames" else "corrupt video"
 
 
 # ---------------------------------------------------------------- loading and checks
@@ -84,18 +92,22 @@ def read_wav_int16(path: str | Path) -> np.ndarray:
     """Read 16 kHz mono audio as int16; anything else is a :class:`BadData`."""
     path = Path(path)
     if not path.is_file():
-        raise BadData(path, "file not found")
+        raise BadData(path, "file not found", "missing file")
     try:
         with sf.SoundFile(str(path)) as f:
             if f.samplerate != SAMPLE_RATE:
-                raise BadData(path, f"sample rate is {f.samplerate} Hz, expected {SAMPLE_RATE} Hz")
+                raise BadData(
+                    path,
+                    f"sample rate is {f.samplerate} Hz, expected {SAMPLE_RATE} Hz",
+                    "sample rate",
+                )
             if f.channels != 1:
-                raise BadData(path, f"{f.channels} audio channels, expected mono")
+                raise BadData(path, f"{f.channels} audio channels, expected mono", "not mono")
             audio = f.read(dtype="int16")
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise BadData(path, f"cannot read audio ({err})") from None
+        raise BadData(path, f"cannot read audio ({err})", "corrupt audio") from None
     if len(audio) == 0:
-        raise BadData(path, "audio has no samples")
+        raise BadData(path, "audio has no samples", "corrupt audio")
     return audio
 
 
@@ -105,7 +117,11 @@ def align(
     """Trim the video to the manifest's frame count and fit the audio to ``T * 640`` samples,
     rejecting either when it is off by more than ``tolerance`` frames."""
     if abs(len(frames) - row.frames) > tolerance:
-        raise BadData(row.video, f"video has {len(frames)} frames, manifest says {row.frames}")
+        raise BadData(
+            row.video,
+            f"video has {len(frames)} frames, manifest says {row.frames}",
+            "length mismatch",
+        )
     frames = frames[: row.frames]
     target = len(frames) * SAMPLES_PER_FRAME
     if abs(len(audio) - target) > tolerance * SAMPLES_PER_FRAME:
@@ -113,6 +129,7 @@ def align(
             row.audio,
             f"audio is {len(audio) / SAMPLE_RATE:.2f} s but video is {len(frames) / FPS:.2f} s "
             f"(A/V mismatch over {tolerance} frames)",
+            "length mismatch",
         )
     if len(audio) >= target:
         audio = audio[:target]
@@ -124,13 +141,13 @@ def align(
 def load_clip(row: ManifestRow, tolerance: int = AV_TOLERANCE_FRAMES) -> Clip:
     """Decode and check one utterance (see the module docstring). Raises :class:`BadData`."""
     if row.frames <= 0:
-        raise BadData(row.video, "manifest gives 0 frames")
+        raise BadData(row.video, "manifest gives 0 frames", "zero frames")
     try:
         frames, fps = read_video(row.video, gray=True)
     except MediaError as err:
-        raise BadData(err.path, err.problem) from None
+        raise BadData(err.path, err.problem, _media_kind(err.problem)) from None
     if abs(fps - FPS) > 0.01:
-        raise BadData(row.video, f"frame rate is {fps:g} fps, expected {FPS}")
+        raise BadData(row.video, f"frame rate is {fps:g} fps, expected {FPS}", "frame rate")
     return align(frames, read_wav_int16(row.audio), row, tolerance)
 
 
@@ -158,20 +175,22 @@ def targets_for(row: ManifestRow, tokenizer: TextEncoder | None) -> tuple[list[i
     text = normalize_text(row.text)
     if row.tokens is not None:
         if not row.tokens:
-            raise BadData(row.video, "empty transcript")
+            raise BadData(row.video, "empty transcript", "empty transcript")
         if not text and tokenizer is not None and hasattr(tokenizer, "decode"):
             text = normalize_text(tokenizer.decode(row.tokens))
         return row.tokens, text
     if not text:
-        raise BadData(row.video, "empty transcript")
+        raise BadData(row.video, "empty transcript", "empty transcript")
     if tokenizer is None:
         raise UnisrError(f"{row.id}: the manifest has no token ids; a tokenizer is needed")
     missing = unknown_characters(row.text, tokenizer)
     if missing:
-        raise BadData(row.video, f"transcript has unknown characters: {missing!r}")
+        raise BadData(
+            row.video, f"transcript has unknown characters: {missing!r}", "unknown characters"
+        )
     tokens = list(tokenizer.encode(text))
     if not tokens:
-        raise BadData(row.video, "empty transcript")
+        raise BadData(row.video, "empty transcript", "empty transcript")
     return tokens, text
 
 
@@ -275,7 +294,7 @@ class AVDataset(torch.utils.data.Dataset):
             self._views(item, clip, np.random.default_rng([self.seed, self.epoch, index]))
             return item
         except BadData as err:
-            return BadSample(row.id, err.path, err.reason)
+            return BadSample(row.id, err.path, err.reason, err.kind)
 
     def _views(self, item: dict, clip: Clip, rng: np.random.Generator) -> None:
         cfg, aug = self.cfg, self.cfg.augment
@@ -374,15 +393,19 @@ def check_row(
             from .tokenizer import normalize_text
 
             if not normalize_text(row.text):
-                raise BadData(row.video, "empty transcript")
+                raise BadData(row.video, "empty transcript", "empty transcript")
             missing = unknown_characters(row.text)
             if missing:
-                raise BadData(row.video, f"transcript has unknown characters: {missing!r}")
+                raise BadData(
+                    row.video,
+                    f"transcript has unknown characters: {missing!r}",
+                    "unknown characters",
+                )
         elif labelled:
             targets_for(row, tokenizer)
         return None
     except BadData as err:
-        return BadSample(row.id, err.path, err.reason)
+        return BadSample(row.id, err.path, err.reason, err.kind)
 
 
 def validate_rows(
@@ -451,7 +474,7 @@ def validate_cli(args) -> int:
         print(f"{args.manifest}: {len(rows)} utterances, no problems")
         return 0
     print(problems_table(problems))
-    counts = Counter(p.reason.split(" (")[0] for p in problems)
+    counts = Counter(p.kind for p in problems)
     print(f"\n{args.manifest}: {len(problems)} of {len(rows)} utterances have problems")
     for reason, n in counts.most_common():
         print(f"  {n:6d}  {reason}")

@@ -187,7 +187,7 @@ class BatchLoader:
 
     def _report(self) -> None:
         if self.epoch_bad:
-            reasons = Counter(b.reason.split(" (")[0] for b in self.epoch_bad)
+            reasons = Counter(b.kind for b in self.epoch_bad)
             summary = "; ".join(f"{n} x {r}" for r, n in reasons.most_common())
             log.warning(
                 "%s: epoch %d skipped %d bad sample(s): %s",
