@@ -165,21 +165,18 @@ def unknown_characters(text: str, tokenizer: TextEncoder | None = None) -> str:
     return "".join(sorted(odd))
 
 
-def targets_for(row: ManifestRow, tokenizer: TextEncoder | None) -> tuple[list[int], str]:
-    """Token ids (from the manifest, else the normalised transcript) and the reference text.
+def targets_for(row: ManifestRow, tokenizer: TextEncoder | None) -> list[int]:
+    """Token ids: the manifest's, else those of the normalised transcript.
 
     Raises :class:`BadData` for an empty transcript or characters the tokenizer cannot encode.
     """
     from .tokenizer import normalize_text
 
-    text = normalize_text(row.text)
     if row.tokens is not None:
         if not row.tokens:
             raise BadData(row.video, "empty transcript", "empty transcript")
-        if not text and tokenizer is not None and hasattr(tokenizer, "decode"):
-            text = normalize_text(tokenizer.decode(row.tokens))
-        return row.tokens, text
-    if not text:
+        return row.tokens
+    if not normalize_text(row.text):
         raise BadData(row.video, "empty transcript", "empty transcript")
     if tokenizer is None:
         raise UnisrError(f"{row.id}: the manifest has no token ids; a tokenizer is needed")
@@ -188,10 +185,19 @@ def targets_for(row: ManifestRow, tokenizer: TextEncoder | None) -> tuple[list[i
         raise BadData(
             row.video, f"transcript has unknown characters: {missing!r}", "unknown characters"
         )
-    tokens = list(tokenizer.encode(text))
-    if not tokens:
+    return list(tokenizer.encode(normalize_text(row.text)))
+
+
+def reference_text(row: ManifestRow, tokenizer=None) -> str:
+    """The normalised reference transcript: the manifest's text, else its decoded token ids."""
+    from .tokenizer import normalize_text
+
+    text = normalize_text(row.text)
+    if not text and row.tokens and tokenizer is not None:
+        text = normalize_text(tokenizer.decode(row.tokens))
+    if not text:
         raise BadData(row.video, "empty transcript", "empty transcript")
-    return tokens, text
+    return text
 
 
 # ---------------------------------------------------------------- dataset
@@ -203,8 +209,8 @@ class AVDataset(torch.utils.data.Dataset):
     * ``labelled`` and ``train``: one augmented view (masked if ``cfg.mask_labelled``) + tokens.
     * unlabelled (``train``): a clean teacher view (``video``/``audio``: own crop and flip, no
       mask) and a masked student view (``video_student``/``audio_student``).
-    * ``train=False``: the evaluation view (centre crop), tokens and reference text if labelled;
-      ``snr`` mixes the noise file in at that SNR (deterministically per item).
+    * ``train=False``: the evaluation view (centre crop), and tokens if ``labelled``; ``snr``
+      mixes the noise file in at that SNR (deterministically per item).
 
     Randomness is derived from (seed, epoch, index), so augmentation does not depend on the
     number of loader workers. A failing item comes back as :class:`BadSample`.
@@ -290,7 +296,7 @@ class AVDataset(torch.utils.data.Dataset):
             clip = self.clip(row)
             item = {"id": row.id}
             if self.labelled:
-                item["tokens"], item["text"] = targets_for(row, self.tokenizer)
+                item["tokens"] = targets_for(row, self.tokenizer)
             self._views(item, clip, np.random.default_rng([self.seed, self.epoch, index]))
             return item
         except BadData as err:
