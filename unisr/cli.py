@@ -12,7 +12,7 @@ from .errors import UnisrError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="unisr", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_transcribe, _add_validate, _add_cache):
+    for add in (_add_transcribe, _add_validate, _add_cache, _add_prepare):
         add(sub)
     args = parser.parse_args(argv)
     try:
@@ -90,6 +90,22 @@ def _add_cache(sub: argparse._SubParsersAction) -> None:
         from .cache import cache_cli
 
         return cache_cli(args)
+
+    p.set_defaults(run=run)
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="face videos -> mouth-crop corpus (mp4 + wav + manifest)")
+    p.add_argument("src_dir", help="folder of face videos (with optional same-name .txt)")
+    p.add_argument("out_dir", help="output folder: mouth mp4s, wavs, manifest.tsv, summary.json")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--face-model", help="mediapipe face_landmarker.task (default: bundled mesh)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def run(args: argparse.Namespace) -> int:
+        from .prepare import prepare_cli
+
+        return prepare_cli(args)
 
     p.set_defaults(run=run)
 

@@ -1,0 +1,226 @@
+"""Mouth-crop geometry and the prepare pipeline with a stand-in landmarker (no mediapipe needed).
+
+The stand-in "detects" the mean face under a known similarity transform, so every expected crop
+is known exactly: a pattern drawn in the reference frame must come back out of the crop.
+"""
+
+import builtins
+import json
+
+import numpy as np
+import pytest
+
+from unisr import cli, landmarks, media, mouth_roi
+from unisr.errors import UnisrError
+from unisr.manifest import read_manifest
+from unisr.mouth_roi import CROP, crop_mouths, crop_video, looks_like_mouth_crop, mean_face
+
+
+def _similarity(scale: float, angle: float, shift: tuple[float, float]) -> np.ndarray:
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    return np.array([[c, -s, shift[0]], [s, c, shift[1]]])
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def _pattern() -> np.ndarray:
+    """A smooth 256x256 gray pattern in the reference frame (bilinear sampling is exact enough)."""
+    y, x = np.mgrid[0:256, 0:256].astype(np.float64)
+    return 128 + 60 * np.sin(x / 9.0) + 50 * np.cos(y / 7.0 + x / 23.0)
+
+
+def _render(reference: np.ndarray, to_source: np.ndarray, size=(240, 320)) -> np.ndarray:
+    """The RGB source frame showing ``reference`` mapped through ``to_source``."""
+    inverse = mouth_roi._invert(to_source)
+    y, x = np.mgrid[0 : size[0], 0 : size[1]].astype(np.float64)
+    rx = inverse[0, 0] * x + inverse[0, 1] * y + inverse[0, 2]
+    ry = inverse[1, 0] * x + inverse[1, 1] * y + inverse[1, 2]
+    from scipy.ndimage import map_coordinates
+
+    gray = map_coordinates(reference, [ry, rx], order=1, cval=0.0)
+    return np.repeat(np.clip(np.round(gray), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+class StandIn(landmarks.Landmarker):
+    """Finds the mean face under ``to_source`` in every frame that is not black."""
+
+    name = "stand-in"
+
+    def __init__(self, to_source: np.ndarray):
+        self.to_source, self.resets, self.calls = to_source, 0, 0
+
+    def detect(self, frame):
+        self.calls += 1
+        if frame.max() < 10:
+            return None
+        return _apply(self.to_source, mean_face()).astype(np.float32)
+
+    def _mesh(self, frame):
+        raise NotImplementedError
+
+    def reset(self):
+        self.resets += 1
+
+    def close(self):
+        pass
+
+
+TO_SOURCE = _similarity(0.8, 0.2, (40.0, -30.0))
+
+
+def _expected_crop(reference: np.ndarray) -> np.ndarray:
+    corner = np.round(mean_face()[48:68].mean(axis=0) - CROP / 2).astype(int)
+    return reference[corner[1] : corner[1] + CROP, corner[0] : corner[0] + CROP]
+
+
+def test_crop_recovers_the_reference_pattern_through_a_rotation_and_scale():
+    reference = _pattern()
+    frames = np.stack([_render(reference, TO_SOURCE)] * 14)
+    crops = crop_mouths(frames, 25.0, StandIn(TO_SOURCE))
+    assert crops.shape == (14, CROP, CROP) and crops.dtype == np.uint8
+    error = np.abs(crops.astype(float) - _expected_crop(reference))
+    assert error.mean() < 1.0 and np.percentile(error, 99) < 3  # 1 px off gives a mean of 5
+
+
+def test_missed_frames_are_interpolated_between_detections():
+    points = [np.full((68, 2), 10.0), None, None, np.full((68, 2), 40.0), None]
+    filled = mouth_roi.fill_missing(points)
+    assert filled[:, 0, 0].tolist() == [10.0, 20.0, 30.0, 40.0, 40.0]
+    with pytest.raises(mouth_roi.NoFaceError, match="no face"):
+        mouth_roi.fill_missing([None] * 20)
+
+
+def test_smoothing_removes_shape_jitter_but_follows_the_face():
+    rng = np.random.default_rng(0)
+    base = mean_face()
+    moving = np.stack([base + (3.0 * t, 0.0) + rng.normal(0, 1.0, base.shape) for t in range(30)])
+    smoothed = mouth_roi.smooth(moving)
+    truth = np.stack([base + (3.0 * t, 0.0) for t in range(30)])
+    middle = slice(6, 24)
+    assert np.abs(smoothed - truth)[middle].std() < 0.5 * np.abs(moving - truth)[middle].std()
+    # centroids are the frames' own: no lag behind the motion
+    np.testing.assert_allclose(smoothed.mean(axis=1), moving.mean(axis=1), atol=1e-9)
+    np.testing.assert_array_equal(smoothed[0], moving[0])  # no neighbours either side at the ends
+
+
+def test_similarity_is_exact_on_transformed_points():
+    points = mean_face()[list(mouth_roi.STABLE_POINTS)]
+    matrix = _similarity(1.7, -0.4, (12.0, 5.0))
+    np.testing.assert_allclose(mouth_roi.similarity(points, _apply(matrix, points)), matrix)
+
+
+def test_frame_rate_is_resampled_by_picking_frames():
+    np.testing.assert_array_equal(mouth_roi.resample_indices(5, 25.0), np.arange(5))
+    picks = mouth_roi.resample_indices(60, 30.0)
+    assert len(picks) == 50 and picks[0] == 0 and picks[-1] == 59
+    assert np.all(np.diff(picks) >= 1)
+    assert len(mouth_roi.resample_indices(30, 15.0)) == 50  # upsampling repeats frames
+
+
+def test_too_short_and_wrong_shape_are_reported():
+    frames = np.stack([_render(_pattern(), TO_SOURCE)] * 11)
+    with pytest.raises(mouth_roi.TooShortError, match="11 frames"):
+        crop_mouths(frames, 25.0, StandIn(TO_SOURCE))
+    with pytest.raises(UnisrError, match="RGB frames"):
+        crop_mouths(frames[..., 0], 25.0, StandIn(TO_SOURCE))
+
+
+def test_looks_like_mouth_crop():
+    assert looks_like_mouth_crop(np.zeros((5, 96, 96), np.uint8))
+    assert not looks_like_mouth_crop(np.zeros((5, 96, 128), np.uint8))
+    assert not looks_like_mouth_crop(np.zeros((5, 256, 256, 3), np.uint8))
+    face = np.full((5, 96, 96, 3), 128, np.uint8)  # the stand-in finds a face in any bright frame
+    assert not looks_like_mouth_crop(face, StandIn(TO_SOURCE))
+    assert looks_like_mouth_crop(np.zeros((5, 96, 96, 3), np.uint8), StandIn(TO_SOURCE))
+
+
+def test_index_table_is_a_68_point_selection_of_the_mesh():
+    table = landmarks.MESH_TO_IBUG68
+    assert len(table) == 68 and len(set(table)) == 68 and max(table) < 468
+    assert table[8] == 152 and table[30] == 1  # chin and nose tip of the mesh
+
+
+def test_missing_mediapipe_names_the_extra(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_mediapipe(name, *args, **kwargs):
+        if name.startswith("mediapipe"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mediapipe)
+    with pytest.raises(landmarks.LandmarkerUnavailable, match=r"pip install 'unisr\[prepare\]'"):
+        landmarks.load_landmarker()
+
+
+def test_crop_video_resamples_30_fps_and_fits_the_audio(tmp_path):
+    reference = _pattern()
+    frames = np.stack([_render(reference, TO_SOURCE)] * 36)
+    audio = np.sin(np.arange(int(1.2 * 44100)) / 30.0).astype(np.float32) * 0.3
+    path = tmp_path / "face.mp4"
+    media.write_video(path, frames, fps=30, audio=audio, sample_rate=44100)
+    stand_in = StandIn(TO_SOURCE)
+    crops, sound = crop_video(path, stand_in)
+    assert crops.shape == (30, CROP, CROP) and stand_in.calls == 30
+    assert sound.shape == (30 * media.SAMPLES_PER_FRAME,) and np.abs(sound).max() > 0.2
+    assert np.abs(crops.astype(float) - _expected_crop(reference)).mean() < 1.0
+
+
+def _corpus(folder):
+    """good.mp4 (+ transcript), blank.mp4 (no face), short.mp4, broken.mp4, notes.txt."""
+    folder.mkdir()
+    face = _render(_pattern(), TO_SOURCE)
+    media.write_video(folder / "good.mp4", np.stack([face] * 20), lossless=False)
+    (folder / "good.txt").write_text("hello\nworld \n", encoding="utf-8")
+    (folder / "sub").mkdir()
+    media.write_video(folder / "sub" / "blank.mp4", np.zeros((15, 64, 64, 3), np.uint8))
+    media.write_video(folder / "short.mp4", np.stack([face] * 5))
+    (folder / "broken.mp4").write_bytes(b"\x00\x01not a video" * 100)
+    (folder / "notes.txt").write_text("not a video", encoding="utf-8")
+
+
+def test_prepare_writes_crops_manifest_and_summary_and_resumes(tmp_path, monkeypatch, capsys):
+    stand_in = StandIn(TO_SOURCE)
+    monkeypatch.setattr("unisr.prepare.load_landmarker", lambda face_model=None: stand_in)
+    src, out = tmp_path / "src", tmp_path / "out"
+    _corpus(src)
+    assert cli.main(["prepare", str(src), str(out), "--quiet"]) == 0
+    printed = capsys.readouterr()
+    assert "1 of 4 videos" in printed.out
+    assert "skipped sub/blank.mp4: no face found" in printed.err
+
+    rows = read_manifest(out / "manifest.tsv")
+    assert [(r.id, r.frames, r.text) for r in rows] == [("good", 20, "hello world")]
+    clip, _ = media.read_video(rows[0].video)
+    assert clip.shape == (20, CROP, CROP)
+    assert np.abs(clip.astype(float) - _expected_crop(_pattern())).mean() < 4.0  # yuv420p source
+    assert len(media.read_audio(rows[0].audio)) == 20 * media.SAMPLES_PER_FRAME
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {
+        "processed": 1,
+        "no face found": 1,
+        "too short": 1,
+        "unreadable": 1,
+    }
+    problems = {p["video"]: p["problem"] for p in summary["problems"]}
+    assert problems == {
+        "broken.mp4": "unreadable",
+        "short.mp4": "too short",
+        "sub/blank.mp4": "no face found",
+    }
+
+    calls = stand_in.calls
+    assert cli.main(["prepare", str(src), str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["already prepared"] == 1 and summary["counts"]["processed"] == 0
+    assert stand_in.calls - calls == 15  # only the blank video was looked at again
+    assert [r.id for r in read_manifest(out / "manifest.tsv")] == ["good"]
+
+
+def test_prepare_rejects_a_folder_without_videos(tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("x")
+    assert cli.main(["prepare", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert "no videos found" in capsys.readouterr().err
