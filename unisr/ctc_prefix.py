@@ -1,0 +1,131 @@
+"""Vectorised CTC prefix scoring for batched joint CTC/attention beam search.
+
+For a prefix ``g`` of ``L`` tokens the state is its forward log-probabilities per frame:
+``r_n[t]`` (last token emitted at ``t``) and ``r_b[t]`` (blank at ``t``). The prefix score of an
+extension ``g + c`` is
+
+    psi(g + c) = logsumexp_{t >= L} phi[t - 1] + x[t, c],
+    phi = logaddexp(r_n, r_b), or r_b alone when c repeats the last token of g,
+
+``psi(g + eos) = phi`` at the utterance's last valid frame, and ``psi(g + blank) = LOGZERO``
+(Watanabe et al., 2017; the official USR 2.0 semantics). Frame ``-1`` is stored as index 0 of the
+time axis: the empty prefix has probability 1 there, which removes every special case of ``L = 0``.
+
+Everything is one tensor expression over (utterances, hypotheses, candidates, frames): the scores
+are a logsumexp over frames, and the new states of the chosen extensions solve their linear
+recursions in closed form with cumulative sums and ``logcumsumexp`` (float64, so that the large
+cumulative sums do not cost precision). There is no loop over frames or hypotheses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+LOGZERO = -1e10  # the official "log zero": finite, so differences never give NaN
+CHUNK_ELEMENTS = 1 << 24  # bound on the (B, T, K, C) intermediate of one scoring call
+
+
+@dataclass
+class CTCState:
+    """Prefix states of ``K`` hypotheses per utterance; time axis = frames -1 .. T-1."""
+
+    r_n: Tensor  # (B, T + 1, K)
+    r_b: Tensor  # (B, T + 1, K)
+    psi: Tensor  # (B, K) prefix score of each hypothesis
+    last: Tensor  # (B, K) last token, -1 for the empty prefix
+
+    def select(self, utterances: Tensor) -> CTCState:
+        return CTCState(*(t[utterances] for t in (self.r_n, self.r_b, self.psi, self.last)))
+
+
+class CTCPrefixScorer:
+    """Prefix scores of a padded batch of CTC log-probabilities (B, T, V) with valid ``lengths``.
+
+    Frames past an utterance's length become certain blanks, so padding changes no score.
+    """
+
+    def __init__(self, logp: Tensor, lengths: Tensor, blank: int = 0):
+        batch, frames, _ = logp.shape
+        padding = torch.arange(frames, device=logp.device)[None, :] >= lengths[:, None]
+        self.x = logp.float().masked_fill(padding[..., None], LOGZERO)
+        self.x[..., blank] = logp[..., blank].float().masked_fill(padding, 0.0)
+        self.blank = blank
+        self.last_frame = lengths.clamp(min=1)  # index of the last valid frame on the state axis
+
+    def select(self, utterances: Tensor) -> CTCPrefixScorer:
+        scorer = object.__new__(CTCPrefixScorer)
+        scorer.x, scorer.blank = self.x[utterances], self.blank
+        scorer.last_frame = self.last_frame[utterances]
+        return scorer
+
+    def initial_state(self, hyps: int) -> CTCState:
+        """The empty prefix in each of ``hyps`` rows per utterance."""
+        batch, frames, _ = self.x.shape
+        r_b = torch.zeros(batch, frames + 1, device=self.x.device)
+        r_b[:, 1:] = self.x[..., self.blank].cumsum(dim=1)
+        r_b = r_b[..., None].expand(-1, -1, hyps).contiguous()
+        r_n = torch.full_like(r_b, LOGZERO)
+        psi = torch.zeros(batch, hyps, device=self.x.device)
+        last = torch.full((batch, hyps), -1, dtype=torch.long, device=self.x.device)
+        return CTCState(r_n, r_b, psi, last)
+
+    def score(self, state: CTCState, candidates: Tensor, length: int) -> tuple[Tensor, Tensor]:
+        """psi of each candidate extension (B, K, C) of prefixes of ``length`` tokens, and
+        psi of ending each prefix with eos (B, K)."""
+        batch, hyps, count = candidates.shape
+        frames = self.x.shape[1]
+        r_sum = torch.logaddexp(state.r_n, state.r_b)
+        eos = r_sum.gather(1, self.last_frame.view(-1, 1, 1).expand(-1, 1, hyps))[:, 0]
+        if length >= frames:
+            return candidates.new_full(candidates.shape, LOGZERO, dtype=torch.float), eos
+        x = self.x[:, length:]  # frames t >= length
+        span = frames - length
+        phi = r_sum[:, length:frames, :, None]  # frames t - 1
+        chunk = max(1, CHUNK_ELEMENTS // max(1, batch * span * hyps))
+        parts = []
+        for ids in candidates.split(chunk, dim=2):
+            index = ids.reshape(batch, 1, -1).expand(-1, span, -1)
+            x_c = x.gather(2, index).view(batch, span, hyps, -1)
+            parts.append(torch.logsumexp(x_c + phi, dim=1))
+        psi = torch.cat(parts, dim=2)
+        if length > 0:  # repeating the last token needs a blank in between
+            x_last = x.gather(2, state.last[:, None, :].expand(-1, span, -1))
+            psi_repeat = torch.logsumexp(x_last + state.r_b[:, length:frames], dim=1)
+            repeat = candidates == state.last[..., None]
+            psi = torch.where(repeat, psi_repeat[..., None], psi)
+        return psi, eos
+
+    def extend(
+        self, state: CTCState, parent: Tensor, token: Tensor, psi: Tensor, length: int
+    ) -> CTCState:
+        """States of the chosen extensions ``prefix[parent] + token`` (all (B, K)), where the
+        prefixes have ``length`` tokens and ``psi`` are the extensions' scores."""
+        steps = state.r_n.shape[1]
+        index = parent[:, None, :].expand(-1, steps, -1)
+        r_n, r_b = state.r_n.gather(2, index), state.r_b.gather(2, index)
+        last = state.last.gather(1, parent)
+        new_n, new_b = torch.full_like(r_n, LOGZERO), torch.full_like(r_b, LOGZERO)
+        frames = steps - 1
+        if length < frames:
+            phi = torch.where((token == last)[:, None, :], r_b, torch.logaddexp(r_n, r_b))
+            phi = phi[:, length:frames].double()  # frames t - 1 for t >= length
+            x = self.x[:, length:]
+            # r_n[t] = (r_n[t-1] (+) phi[t-1]) + x[t, c]: a first-order linear recursion,
+            # solved as A[t] + logcumsumexp(phi[s-1] - A[s-1]) with A the cumulative x[., c]
+            emit = x.gather(2, token[:, None, :].expand(-1, frames - length, -1)).double()
+            n = _linear_recursion(phi, emit)
+            # r_b[t] = (r_n[t-1] (+) r_b[t-1]) + x[t, blank], with r_b[length - 1] = log 0
+            n_prev = torch.cat([torch.full_like(n[:, :1], LOGZERO), n[:, :-1]], dim=1)
+            b = _linear_recursion(n_prev, x[..., self.blank, None].double())
+            new_n[:, length + 1 :], new_b[:, length + 1 :] = n.float(), b.float()
+        return CTCState(new_n, new_b, psi, token)
+
+
+def _linear_recursion(inflow: Tensor, log_gain: Tensor) -> Tensor:
+    """y[t] = logaddexp(y[t-1], inflow[t]) + log_gain[t] with y[-1] = log 0, along dim 1."""
+    gain = log_gain.cumsum(dim=1)
+    before = torch.cat([torch.zeros_like(gain[:, :1]), gain[:, :-1]], dim=1)
+    return gain + torch.logcumsumexp(inflow - before, dim=1)
