@@ -12,7 +12,7 @@ from .errors import UnisrError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="unisr", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_transcribe, _add_validate, _add_cache, _add_prepare):
+    for add in (_add_transcribe, _add_validate, _add_cache, _add_eval, _add_prepare):
         add(sub)
     args = parser.parse_args(argv)
     try:
@@ -90,6 +90,37 @@ def _add_cache(sub: argparse._SubParsersAction) -> None:
         from .cache import cache_cli
 
         return cache_cli(args)
+
+    p.set_defaults(run=run)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="WER/CER of a checkpoint over a manifest, per modality")
+    _add_manifest_args(p)
+    p.add_argument("--checkpoint", required=True, help="unisr checkpoint or official .pth")
+    p.add_argument("--units", help="official unit list (unigram1000_units.txt) for .pth files")
+    p.add_argument("--out", required=True, help="folder for hypotheses and summary.json")
+    p.add_argument("--modality", nargs="+", choices=["a", "v", "av"], default=["a", "v", "av"])
+    p.add_argument("--decoder", choices=["ctc", "greedy", "beam"], default="beam")
+    p.add_argument("--beam", type=int, default=10, help="beam size (official evaluation: 40)")
+    p.add_argument("--ctc-weight", type=float, default=0.1, help="beam search CTC weight")
+    p.add_argument("--maxlenratio", type=float, default=1.0, help="output tokens per frame, max")
+    p.add_argument("--snr", nargs="+", metavar="DB", help="noise levels in dB ('clean' too)")
+    p.add_argument("--noise", help="noise recording mixed in at each --snr (e.g. babble.wav)")
+    p.add_argument(
+        "--buckets",
+        nargs="+",
+        type=int,
+        metavar="FRAMES",
+        help="length bucket edges in frames, e.g. 50 100 200",
+    )
+    p.add_argument("--batch-frames", type=int, default=2000, help="frames per batch (padded)")
+    p.add_argument("--device", default="cpu")
+
+    def run(args: argparse.Namespace) -> int:
+        from .evaluate import eval_cli
+
+        return eval_cli(args)
 
     p.set_defaults(run=run)
 

@@ -1,0 +1,101 @@
+"""``unisr eval`` on a checkpoint converted from the official fixture."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_data_loading import make_clip
+
+from unisr.checkpoint import convert, load_model
+from unisr.cli import main
+from unisr.dataset import load_clip
+from unisr.decoding import DecodingOptions, decode_encoded
+from unisr.evaluate import bucket_label, rates, score
+from unisr.manifest import write_manifest
+from unisr.media import write_audio
+from unisr.tokenizer import normalize_text
+from unisr.transforms import AugmentConfig, audio_view, video_view
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official_usr2"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    assert (FIXTURE / "tiny_model.pth").is_file(), f"missing fixture {FIXTURE}"
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    convert(FIXTURE / "tiny_model.pth", path, units=FIXTURE / "unigram1000_units.txt")
+    return path
+
+
+def single_decode(model, row, streams, options):
+    """One utterance, unbatched: the eval view of its clip, encoded and decoded alone."""
+    clip = load_clip(row)
+    video = video_view(clip.frames, AugmentConfig(crop=model.config.crop_size))[None]
+    audio = audio_view(clip.audio_float(), AugmentConfig())[None]
+    with torch.inference_mode():
+        encoded = model.encode(video, audio, streams=streams)
+        return {
+            s: normalize_text(decode_encoded(model, encoded[s], None, s, options)[0][0].text)
+            for s in streams
+        }
+
+
+def run_eval(tmp_path, checkpoint, *args):
+    clips = tmp_path / "clips"
+    rows = [make_clip(clips, f"u{i}", frames=n, text=f"HELLO WORLD {i}", seed=i)
+            for i, n in enumerate([12, 9, 7])]  # fmt: skip
+    rows[2].text = ""  # no reference: skipped and reported, not fatal
+    write_manifest(tmp_path / "test.tsv", rows)
+    out = tmp_path / "out"
+    argv = ["eval", str(tmp_path / "test.tsv"), "--checkpoint", str(checkpoint), "--out", str(out),
+            "--beam", "4", "--batch-frames", "40", *args]  # fmt: skip
+    assert main(argv) == 0  # one batch of 12 + 9 frames: u1 is padded
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["id"] for s in summary["skipped"]] == ["u2"]
+
+    def hyps(stream, condition="clean"):
+        lines = (out / f"hyps_{stream}_{condition}.tsv").read_text().splitlines()[1:]
+        return {line.split("\t")[0]: line.split("\t")[3] for line in lines}
+
+    return rows[:2], summary, hyps
+
+
+def test_eval_matches_unbatched_beam_search(checkpoint, tmp_path):
+    write_audio(tmp_path / "babble.wav", np.random.default_rng(0).normal(0, 0.1, 16000))
+    rows, summary, hyps = run_eval(tmp_path, checkpoint, "--buckets", "10", "--snr", "clean",
+                                   "5", "--noise", str(tmp_path / "babble.wav"))  # fmt: skip
+    assert {(r["stream"], r["condition"]) for r in summary["results"]} == {
+        (s, c) for s in ("a", "v", "av") for c in ("clean", "snr5")
+    }
+    assert all(set(r["buckets"]) == {"0-10", "10+"} for r in summary["results"])
+    model = load_model(checkpoint)
+    options = DecodingOptions(method="beam", beam_size=4)
+    for row in rows:
+        single = single_decode(model, row, ("a", "v", "av"), options)
+        for stream in ("a", "v", "av"):
+            assert hyps(stream)[row.id] == single[stream], (stream, row.id)
+            assert single[stream]  # the fixture model does emit words
+    assert hyps("a", "snr5") != hyps("a")  # the noise reaches the audio stream only
+    assert hyps("v", "snr5") == hyps("v")
+
+
+def test_eval_matches_unbatched_ctc(checkpoint, tmp_path):
+    rows, summary, hyps = run_eval(tmp_path, checkpoint, "--decoder", "ctc", "--modality", "a")
+    assert [(r["stream"], r["condition"]) for r in summary["results"]] == [("a", "clean")]
+    model = load_model(checkpoint)
+    for row in rows:
+        single = single_decode(model, row, ("a",), DecodingOptions(method="ctc"))
+        assert hyps("a")[row.id] == single["a"]
+
+
+def test_scoring_helpers():
+    u = score("x", 30, "THE CAT SAT", "THE BAT SAT DOWN")
+    assert (u.word_errors, u.words) == (2, 3)
+    assert u.char_errors == 6 and u.chars == 11  # one substitution + " DOWN"
+    r = rates([u, score("y", 80, "HELLO", "HELLO")])
+    assert r["wer"] == pytest.approx(50.0) and r["utterances"] == 2
+    assert [bucket_label(n, (50, 100)) for n in (0, 49, 50, 99, 100, 500)] == [
+        "0-50", "0-50", "50-100", "50-100", "100+", "100+"
+    ]  # fmt: skip
