@@ -166,11 +166,17 @@ def test_crop_video_file_with_audio(tmp_path, mesh, talking):
     path = tmp_path / f"{name}.mp4"
     tone = 0.3 * np.sin(np.arange(FRAMES * 1764) / 20.0).astype(np.float32)
     media.write_video(path, frames, audio=tone, sample_rate=44100, lossless=False)
-    crops, audio = crop_video(path, mesh)
+    crops = crop_video(path, mesh)
     assert crops.shape == (FRAMES, CROP, CROP)
-    assert audio.shape == (FRAMES * media.SAMPLES_PER_FRAME,) and np.abs(audio).max() > 0.2
     in_memory = crop_mouths(frames, 25.0, mesh)
     assert np.abs(crops.astype(float) - in_memory).mean() < 4.0  # only the mp4 coding differs
+    audio = mouth_roi.video_audio(path, len(crops))
+    assert audio.shape == (FRAMES * media.SAMPLES_PER_FRAME,) and np.abs(audio).max() > 0.2
+
+    # what transcription reads: the face video is cropped, the crop video is kept as it is
+    np.testing.assert_array_equal(mouth_roi.mouth_frames(path, landmarker=mesh), crops)
+    media.write_video(tmp_path / "crops.mp4", crops)
+    np.testing.assert_array_equal(mouth_roi.mouth_frames(tmp_path / "crops.mp4"), crops)
 
 
 def test_blank_video_reports_no_face(tmp_path, mesh):

@@ -162,10 +162,28 @@ def test_crop_video_resamples_30_fps_and_fits_the_audio(tmp_path):
     path = tmp_path / "face.mp4"
     media.write_video(path, frames, fps=30, audio=audio, sample_rate=44100)
     stand_in = StandIn(TO_SOURCE)
-    crops, sound = crop_video(path, stand_in)
+    crops = crop_video(path, stand_in)
     assert crops.shape == (30, CROP, CROP) and stand_in.calls == 30
-    assert sound.shape == (30 * media.SAMPLES_PER_FRAME,) and np.abs(sound).max() > 0.2
     assert np.abs(crops.astype(float) - _expected_crop(reference)).mean() < 1.0
+    sound = mouth_roi.video_audio(path, len(crops))
+    assert sound.shape == (30 * media.SAMPLES_PER_FRAME,) and np.abs(sound).max() > 0.2
+
+
+def test_mouth_frames_crops_face_videos_and_keeps_mouth_crops(tmp_path):
+    reference = _pattern()
+    face = tmp_path / "face.mp4"
+    media.write_video(face, np.stack([_render(reference, TO_SOURCE)] * 12))
+    crops = mouth_roi.mouth_frames(face, landmarker=StandIn(TO_SOURCE))  # 240x320: a face video
+    assert crops.shape == (12, CROP, CROP)
+    assert np.abs(crops.astype(float) - _expected_crop(reference)).mean() < 1.0
+
+    mouth = tmp_path / "mouth.mp4"
+    clip = np.random.default_rng(0).integers(0, 10, (36, CROP, CROP), dtype=np.uint8)  # faceless
+    media.write_video(mouth, clip, fps=30)
+    kept = mouth_roi.mouth_frames(mouth, landmarker=StandIn(TO_SOURCE))
+    np.testing.assert_array_equal(kept, clip[mouth_roi.resample_indices(36, 30.0)])
+    forced = mouth_roi.mouth_frames(face, cropped=True)  # no landmarks needed
+    assert forced.shape == (12, 240, 320)
 
 
 def _corpus(folder):

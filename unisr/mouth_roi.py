@@ -29,8 +29,16 @@ import av
 import numpy as np
 
 from .errors import UnisrError
-from .landmarks import Landmarker, load_landmarker
-from .media import FPS, SAMPLE_RATE, MediaError, fit_audio, read_video_audio, resample
+from .landmarks import Landmarker, LandmarkerUnavailable, load_landmarker
+from .media import (
+    FPS,
+    SAMPLE_RATE,
+    MediaError,
+    fit_audio,
+    read_video,
+    read_video_audio,
+    resample,
+)
 
 CROP = 96
 REFERENCE_SIZE = 256
@@ -214,9 +222,8 @@ def _probe(path: Path) -> tuple[int, float]:
     return count, float(rate) if rate else float(FPS)
 
 
-def crop_video(path: str | Path, landmarker: Landmarker) -> tuple[np.ndarray, np.ndarray]:
-    """A face video file -> (uint8 (T, 96, 96) mouth crops at 25 fps, float32 16 kHz mono audio
-    of exactly T * 640 samples, zeros when the file has no audio track).
+def crop_video(path: str | Path, landmarker: Landmarker | None = None) -> np.ndarray:
+    """A face video file -> uint8 (T, 96, 96) grayscale mouth crops at 25 fps.
 
     Decodes twice (landmarks, then crops) so that memory does not grow with the video length.
     Errors name the file: :class:`MediaError`, :class:`NoFaceError`, :class:`TooShortError`.
@@ -228,12 +235,18 @@ def crop_video(path: str | Path, landmarker: Landmarker) -> tuple[np.ndarray, np
     picks = resample_indices(count, fps)
     if len(picks) < MIN_FRAMES:
         raise TooShortError(f"{path}: {len(picks)} frames at 25 fps, need at least {MIN_FRAMES}")
+    own = landmarker is None
+    landmarker = load_landmarker() if own else landmarker
     wanted, found, decoded = set(picks.tolist()), {}, 0
-    landmarker.reset()
-    for index, frame in enumerate(_decode(path)):
-        if index in wanted:
-            found[index] = landmarker.detect(frame)
-        decoded = index + 1
+    try:
+        landmarker.reset()
+        for index, frame in enumerate(_decode(path)):
+            if index in wanted:
+                found[index] = landmarker.detect(frame)
+            decoded = index + 1
+    finally:
+        if own:
+            landmarker.close()
     if decoded != count:  # the packet count was off (e.g. a damaged tail): pick again
         picks = resample_indices(decoded, fps)
     try:
@@ -247,6 +260,38 @@ def crop_video(path: str | Path, landmarker: Landmarker) -> tuple[np.ndarray, np
     for index, frame in enumerate(_decode(path)):
         for k in positions.get(index, ()):
             crops[k] = crop_frame(frame, transforms[k])
+    return crops
+
+
+def video_audio(path: str | Path, frames: int) -> np.ndarray:
+    """The audio track of a video file as float32 16 kHz mono of exactly ``frames * 640``
+    samples (zeros when the file has none)."""
     track_audio = read_video_audio(path)
     audio = np.zeros(0, np.float32) if track_audio is None else resample(*track_audio, SAMPLE_RATE)
-    return crops, fit_audio(audio, len(crops))
+    return fit_audio(audio, frames)
+
+
+def mouth_frames(
+    path: str | Path, cropped: bool | None = None, landmarker: Landmarker | None = None
+) -> np.ndarray:
+    """uint8 grayscale frames (T, H, W) at 25 fps of any video file: a mouth-crop video as it
+    is, a face video cropped to the mouth (96x96). ``cropped=None`` guesses: small square frames
+    in which no face is found (the face check needs the optional extra, and is skipped without
+    it) are taken as a crop."""
+    frames, fps = read_video(path, gray=True)
+    if cropped is None:
+        cropped = looks_like_mouth_crop(frames) and _faceless(frames, landmarker)
+    if cropped:
+        return frames[resample_indices(len(frames), fps)]
+    return crop_video(path, landmarker)
+
+
+def _faceless(frames: np.ndarray, landmarker: Landmarker | None) -> bool:
+    if landmarker is not None:
+        return looks_like_mouth_crop(frames, landmarker)
+    try:
+        own = load_landmarker()
+    except LandmarkerUnavailable:
+        return True  # without the extra, the frame size decides
+    with own:
+        return looks_like_mouth_crop(frames, own)

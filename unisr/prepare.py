@@ -28,7 +28,7 @@ from .errors import UnisrError
 from .landmarks import Landmarker, load_landmarker
 from .manifest import ManifestRow, write_manifest
 from .media import SAMPLES_PER_FRAME, MediaError, write_audio, write_video
-from .mouth_roi import NoFaceError, TooShortError, crop_video
+from .mouth_roi import NoFaceError, TooShortError, crop_video, video_audio
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".flv")
 PROCESSED, DONE_BEFORE = "processed", "already prepared"
@@ -72,7 +72,8 @@ def prepare_one(video: Path, src_dir: Path, out_dir: Path, landmarker: Landmarke
         if mp4.is_file() and wav.is_file():
             frames, status = sf.info(str(wav)).frames // SAMPLES_PER_FRAME, DONE_BEFORE
         else:
-            crops, audio = crop_video(video, landmarker)
+            crops = crop_video(video, landmarker)
+            audio = video_audio(video, len(crops))
             mp4.parent.mkdir(parents=True, exist_ok=True)
             write_audio(_partial(wav), audio)
             os.replace(_partial(wav), wav)
@@ -143,8 +144,10 @@ def prepare_corpus(
                 bar.update()
         else:
             landmarker.close()
+            context = get_context("forkserver")  # clean workers, forked from one that imported us
+            context.set_forkserver_preload([__name__])
             with ProcessPoolExecutor(
-                workers, get_context("spawn"), initializer=_init_worker, initargs=(face_model,)
+                workers, context, initializer=_init_worker, initargs=(face_model,)
             ) as pool:
                 jobs = [pool.submit(_work, video, src_dir, out_dir) for video in videos]
                 for job in as_completed(jobs):
