@@ -138,7 +138,9 @@ def evaluate(
     for snr in options.snrs:
         dataset = AVDataset(good, data, labelled=False, train=False, snr=snr)
         sampler = FrameBatchSampler(dataset.lengths, budget, shuffle=False, num_replicas=1, rank=0)
-        loader = BatchLoader(dataset, sampler, workers=options.workers, name="eval")
+        loader = BatchLoader(
+            dataset, sampler, options.workers, pin_memory=device.type == "cuda", name="eval"
+        )
         loaders.append((condition_name(snr), loader))
     total = sum(len(loader) for _, loader in loaders)
     bar = tqdm(total=total, disable=not progress, unit="batch")
