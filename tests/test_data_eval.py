@@ -63,12 +63,10 @@ def run_eval(tmp_path, checkpoint, *args):
 
 
 def test_eval_matches_unbatched_beam_search(checkpoint, tmp_path):
-    write_audio(tmp_path / "babble.wav", np.random.default_rng(0).normal(0, 0.1, 16000))
-    rows, summary, hyps = run_eval(tmp_path, checkpoint, "--buckets", "10", "--snr", "clean",
-                                   "5", "--noise", str(tmp_path / "babble.wav"))  # fmt: skip
-    assert {(r["stream"], r["condition"]) for r in summary["results"]} == {
-        (s, c) for s in ("a", "v", "av") for c in ("clean", "snr5")
-    }
+    rows, summary, hyps = run_eval(tmp_path, checkpoint, "--buckets", "10")
+    assert [(r["stream"], r["condition"]) for r in summary["results"]] == [
+        ("a", "clean"), ("v", "clean"), ("av", "clean")
+    ]  # fmt: skip
     assert all(set(r["buckets"]) == {"0-10", "10+"} for r in summary["results"])
     model = load_model(checkpoint)
     options = DecodingOptions(method="beam", beam_size=4)
@@ -77,17 +75,24 @@ def test_eval_matches_unbatched_beam_search(checkpoint, tmp_path):
         for stream in ("a", "v", "av"):
             assert hyps(stream)[row.id] == single[stream], (stream, row.id)
             assert single[stream]  # the fixture model does emit words
-    assert hyps("a", "snr5") != hyps("a")  # the noise reaches the audio stream only
-    assert hyps("v", "snr5") == hyps("v")
 
 
-def test_eval_matches_unbatched_ctc(checkpoint, tmp_path):
-    rows, summary, hyps = run_eval(tmp_path, checkpoint, "--decoder", "ctc", "--modality", "a")
-    assert [(r["stream"], r["condition"]) for r in summary["results"]] == [("a", "clean")]
+@pytest.mark.parametrize("decoder", ["greedy", "ctc"])
+def test_eval_other_decoders_and_noise(checkpoint, tmp_path, decoder):
+    write_audio(tmp_path / "babble.wav", np.random.default_rng(0).normal(0, 0.1, 16000))
+    noise = ["--snr", "clean", "5", "--noise", str(tmp_path / "babble.wav")]
+    rows, summary, hyps = run_eval(
+        tmp_path, checkpoint, "--decoder", decoder, "--modality", "a", *noise
+    )
+    assert [(r["stream"], r["condition"]) for r in summary["results"]] == [
+        ("a", "clean"), ("a", "snr5")
+    ]  # fmt: skip
     model = load_model(checkpoint)
     for row in rows:
-        single = single_decode(model, row, ("a",), DecodingOptions(method="ctc"))
+        single = single_decode(model, row, ("a",), DecodingOptions(method=decoder))
         assert hyps("a")[row.id] == single["a"]
+    if decoder == "greedy":  # (the fixture's CTC heads favour blank on these inputs)
+        assert all(hyps("a").values()) and hyps("a", "snr5") != hyps("a")
 
 
 def test_scoring_helpers():
