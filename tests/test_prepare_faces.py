@@ -231,3 +231,20 @@ def test_task_landmarker_runs_a_task_file(tmp_path):
     (tmp_path / "bad.task").write_bytes(b"junk")
     with pytest.raises(UnisrError, match=r"bad\.task: not a usable face landmarker"):
         TaskLandmarker(tmp_path / "bad.task")
+
+
+def test_transcribe_crops_a_raw_face_video_on_the_fly(official_model, tmp_path, still):
+    from unisr.transcribe import read_mouth_video, transcribe
+
+    frames = _talking(PHOTOS["grace_hopper"], still["grace_hopper"])
+    tone = 0.3 * np.sin(np.arange(FRAMES * 640) / 9.0).astype(np.float32)
+    raw = tmp_path / "face.mp4"
+    media.write_video(raw, frames, audio=tone, lossless=False)
+    crops = crop_video(raw)
+    np.testing.assert_array_equal(read_mouth_video(raw), crops)
+    media.write_video(tmp_path / "mouth.mp4", crops)
+    np.testing.assert_array_equal(read_mouth_video(tmp_path / "mouth.mp4"), crops)
+    forced = read_mouth_video(raw, cropped=True)  # taken as it is, even though it is a face
+    assert forced.shape == (FRAMES, *frames.shape[1:3])
+    # audio-visual decoding of the raw video: its crops and its own sound track
+    assert isinstance(transcribe(official_model, video=raw, modality="av", method="ctc"), str)
