@@ -12,7 +12,7 @@ from .errors import UnisrError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="unisr", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_transcribe, _add_validate, _add_cache, _add_eval, _add_prepare):
+    for add in (_add_transcribe, _add_validate, _add_cache, _add_eval, _add_prepare, _add_synth):
         add(sub)
     args = parser.parse_args(argv)
     try:
@@ -137,6 +137,24 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         from .prepare import prepare_cli
 
         return prepare_cli(args)
+
+    p.set_defaults(run=run)
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="build a synthetic audio-visual speech corpus (no download)")
+    p.add_argument("--out", required=True, help="corpus folder (a rerun resumes it)")
+    p.add_argument("--size", choices=["tiny", "small", "medium"], default="tiny")
+    p.add_argument("--domain", choices=["grid", "open", "both"], default="grid")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="processes (default: all CPU cores)")
+    p.add_argument("--vocab-size", type=int, help="tokenizer pieces (default: 96 grid, 256 open)")
+    p.add_argument("--preview", action="store_true", help="also write preview.png and .mp4")
+
+    def run(args: argparse.Namespace) -> int:
+        from .synth import synth_cli
+
+        return synth_cli(args)
 
     p.set_defaults(run=run)
 

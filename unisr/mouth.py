@@ -15,9 +15,10 @@ at 16 kHz; its parameters are averaged over that interval (the exposure).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, map_coordinates
+from scipy.ndimage import affine_transform, gaussian_filter
 
 from .media import FPS
 from .speech import PAUSE, Phone
@@ -91,7 +92,7 @@ PHONE_VISEMES: dict[str, str] = {
     **dict.fromkeys(["ʃ", "ʒ", "tʃ", "dʒ"], "postalveolar"),
     **dict.fromkeys(["k", "ɡ", "g", "ŋ", "h", "x", "ç"], "velar"),
     **dict.fromkeys(["ɹ", "r", "ɚ", "ɝ"], "rhotic"),
-    **dict.fromkeys(["w", "u", "uː", "ʍ"], "rounded"),
+    **dict.fromkeys(["w", "u", "uː", "ʍ", "ʉ", "ʉː"], "rounded"),
     **dict.fromkeys(["i", "iː", "ɪ", "j", "ᵻ", "ɨ"], "high_front"),
     **dict.fromkeys(["e", "eː", "ɛ", "ɛː", "æ"], "mid_front"),
     **dict.fromkeys(["a", "aː", "ɑ", "ɑː", "ä"], "open"),
@@ -102,23 +103,28 @@ PHONE_VISEMES: dict[str, str] = {
 _SYMBOLS = sorted(PHONE_VISEMES, key=len, reverse=True)
 
 
-def visemes_of(symbol: str) -> list[str]:
-    """Viseme sequence of one phone symbol (diphthongs and r-coloured vowels give several).
-    Unknown characters fall back to the neutral "mid_central"."""
+_MARKS = "ːˑ:̩̪̃ʲ"  # length, syllabic, dental, nasal and palatal marks: no shape of their own
+
+
+def split_phone(symbol: str) -> list[str]:
+    """Split a phone symbol into the known symbols it is made of, longest match first
+    ("aɪə" -> a, ɪ, ə); a character that is not known comes back on its own."""
     if symbol == PAUSE or not symbol:
-        return ["rest"]
+        return [PAUSE]
     out, i = [], 0
     while i < len(symbol):
-        for s in _SYMBOLS:
-            if symbol.startswith(s, i):
-                out.append(PHONE_VISEMES[s])
-                i += len(s)
-                break
-        else:
-            if symbol[i] not in "ːˑ̩̃":  # length/syllabic/nasal marks carry no shape
-                out.append("mid_central")
-            i += 1
-    return out or ["mid_central"]
+        known = next((s for s in _SYMBOLS if symbol.startswith(s, i)), None)
+        part = known or symbol[i]
+        if part not in _MARKS:
+            out.append(part)
+        i += len(part)
+    return out or [PAUSE]
+
+
+def visemes_of(symbol: str) -> list[str]:
+    """Viseme sequence of one phone symbol (diphthongs and r-coloured vowels give several).
+    Unknown symbols fall back to the neutral "mid_central"."""
+    return [PHONE_VISEMES.get(part, "mid_central") for part in split_phone(symbol)]
 
 
 @dataclass(frozen=True)
@@ -292,6 +298,7 @@ def _noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
     return field / (field.std() + 1e-9)
 
 
+@lru_cache(maxsize=16)
 def _skin(face: Face) -> np.ndarray:
     """The static part of the face on the canvas: skin texture, nose, philtrum, folds, beard."""
     rng = np.random.default_rng(face.texture_seed)
@@ -374,22 +381,24 @@ def _mouth(base: np.ndarray, p: dict, face: Face, x: np.ndarray, y: np.ndarray) 
     r_up = _sat((y - up_out) / np.maximum(up_in - up_out, 1))
     upper_val = lip - 4 + 5 * np.exp(-(((r_up - 0.15) / 0.15) ** 2)) - 12 * r_up * r_up + wrinkles
     r_lo = _sat((y - lo_in) / np.maximum(lo_out - lo_in, 1))
-    shine = 18 * np.exp(-(((r_lo - 0.4) / 0.22) ** 2)) * lens
-    lower_val = lip + 6 + shine - 14 * _sat((r_lo - 0.65) / 0.35) + wrinkles
+    shine = 14 * np.exp(-(((r_lo - 0.35) / 0.3) ** 2)) * full
+    lower_val = lip + 6 + shine - 8 * _sat((r_lo - 0.7) / 0.3) + wrinkles
     img = base + upper * (upper_val - base)
     img += lower * (lower_val - img)
-    seal = np.exp(-np.square((y - 0.5 * (up_in + lo_in)) / 0.9)) * lens * _sat(1.5 - gap)
-    img -= seal * inside * 0.8 * face.lip_contrast  # the dark line where closed lips meet
+    seal = np.exp(-np.square((y - 0.5 * (up_in + lo_in)) / 0.7)) * lens * _sat(1.5 - gap)
+    img -= seal * inside * 0.5 * face.lip_contrast  # the dark line where closed lips meet
 
     # inside the mouth: cavity, tongue, lower teeth, tongue tip, upper teeth
     au = np.abs(u)
     inner = face.cavity * (1.0 + 0.5 * au * au) + 0.0 * y
-    tongue_top = lo_in - (0.25 + 0.45 * p["tongue"]) * gap * np.power(_sat(1 - (u / 0.8) ** 2), 0.5)
+    tongue_top = lo_in - (0.12 + 0.4 * p["tongue"]) * gap * np.power(_sat(1 - (u / 0.8) ** 2), 0.5)
     tongue = _edge(y - tongue_top) * _sat((0.8 - au) * 6)
     inner += tongue * (face.tongue + 12 * np.exp(-((u / 0.3) ** 2)) - inner)
-    cap = gap * (0.55 + 0.45 * p["tuck"])
+    cap = gap * (0.4 + 0.6 * p["tuck"])
     band_up = np.minimum(face.teeth_show * p["upper_teeth"], cap) * (1 - 0.45 * u * u)
-    band_lo = np.minimum(0.7 * face.teeth_show * p["lower_teeth"], 0.4 * gap) * (1 - 0.45 * u * u)
+    band_lo = np.clip(0.7 * face.teeth_show * p["lower_teeth"] - 1.5, 0, 0.4 * gap) * (
+        1 - 0.45 * u * u
+    )
     teeth_x = _sat((0.78 - au) * 6)
     spaces = 1 - 0.2 * np.exp(-np.square(np.sin(np.pi * (u / 0.14 + 0.5)) / 0.15)) * (au > 0.08)
     shade = face.teeth * (1 - 0.35 * au) * spaces
@@ -399,7 +408,7 @@ def _mouth(base: np.ndarray, p: dict, face: Face, x: np.ndarray, y: np.ndarray) 
     inner += tip * (face.tongue + 20 - inner)
     upper_teeth = _edge(up_in + band_up - y) * teeth_x
     inner += upper_teeth * (shade - inner)
-    inner -= 18 * np.exp(-np.square((y - up_in) / 1.2))  # the upper lip's shadow
+    inner -= 10 * np.exp(-np.square((y - up_in) / 1.0))  # the upper lip's shadow
     return img + opening * (inner - img)
 
 
@@ -413,16 +422,16 @@ def render(
     ys = np.arange(-c, c, dtype=np.float32)[None, :, None] + 0.5
     xs = np.arange(-c, c, dtype=np.float32)[None, None, :] + 0.5
     gap = face.max_open * p["open"]
-    # lower face (chin, the crease under the lower lip) follows the jaw
+    # lower face (chin, the crease under the lower lip) follows the jaw; the shading terms are
+    # separable (a function of y and t times a function of x), which keeps them cheap
     ylow = ys - (0.7 * gap + face.jaw * p["jaw"])
-    crease = np.exp(-np.square((ylow - face.lower_lip - 5.5) / 2.8)) * _bump(
-        xs / (face.mouth_width * 1.1)
-    )
-    chin = np.exp(-np.square((ylow - 27) / 9.0)) * _bump(xs / 26.0)
-    canvas = _skin(face)[None] - 20 * crease + 14 * chin
+    crease = np.exp(-np.square((ylow - face.lower_lip - 5.5) / 2.8))
+    chin = np.exp(-np.square((ylow - 27) / 9.0))
+    canvas = _skin(face)[None] - 20 * crease * _bump(xs / (face.mouth_width * 1.1))
+    canvas += 14 * chin * _bump(xs / 26.0)
     width = face.mouth_width * (1 + 0.12 * p["spread"] - 0.22 * p["round"])
-    corner = np.exp(-(np.square(np.abs(xs) - width) + 2 * np.square(ys + face.smile)) / 5.0)
-    canvas -= 35 * corner
+    corner_x = np.exp(-np.square(np.abs(xs) - width) / 5.0)
+    canvas -= 22 * corner_x * np.exp(-2 * np.square(ys + face.smile) / 5.0)
     # the mouth box
     top, bottom = c - 28, c + 44
     half = int(face.mouth_width * 1.15) + 3
@@ -432,23 +441,24 @@ def render(
     )
 
     # camera: head motion (similarity warp), lighting gradient, blur, sensor noise
-    rot, scale, dx, dy = (a[:, None, None] for a in _head_motion(take, n))
+    rot, scale, dx, dy = _head_motion(take, n)
     k = size / SIZE
     grid = (np.arange(size, dtype=np.float32) + 0.5) / k - SIZE / 2
     gx, gy = grid[None, None, :], grid[None, :, None]
-    s = scale * face.scale
-    x0, y0 = gx - face.offset[0] - dx, gy - face.offset[1] - dy
-    cos, sin = np.cos(rot), np.sin(rot)
-    fx = (cos * x0 + sin * y0) / s + c - 0.5
-    fy = (-sin * x0 + cos * y0) / s + c - 0.5
-    frame = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], fx.shape)
-    img = map_coordinates(canvas, [frame, fy, fx], order=1, mode="nearest")
+    img = np.empty((n, size, size), np.float32)
+    for i in range(n):  # output (row, col) -> canvas (row, col), one similarity per frame
+        cos, sin, s = np.cos(rot[i]), np.sin(rot[i]), scale[i] * face.scale
+        x0 = grid[0] - face.offset[0] - dx[i]
+        y0 = grid[0] - face.offset[1] - dy[i]
+        matrix = np.array([[cos, -sin], [sin, cos]]) / (s * k)
+        offset = ((-sin * x0 + cos * y0) / s + c - 0.5, (cos * x0 + sin * y0) / s + c - 0.5)
+        affine_transform(canvas[i], matrix, offset, (size, size), img[i], order=1, mode="nearest")
     lx, ly = np.cos(take.light_angle), np.sin(take.light_angle)
     img *= take.brightness * (1 + take.light_gain * (lx * gx + ly * gy) / (SIZE / 2))
     if take.blur > 0:
         img = gaussian_filter(img, (0, take.blur * k, take.blur * k))
     rng = np.random.default_rng(take.seed + 1)
-    img += rng.normal(0, take.noise, img.shape).astype(np.float32)
+    img += take.noise * rng.standard_normal(img.shape, dtype=np.float32)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 

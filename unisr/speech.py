@@ -220,6 +220,30 @@ def _merge_pauses(phones: list[Phone]) -> list[Phone]:
     return out
 
 
+STOPS = frozenset("p b t d k ɡ g tʃ dʒ".split())
+MAX_CLOSURE = 0.12  # s; a longer silence before a stop is a real pause
+
+
+def _attach_closures(phones: list[Phone]) -> list[Phone]:
+    """eSpeak marks the closure of a stop as a short silence before the stop's burst; make it
+    part of the stop (as phonetic segmentations do), so a /b/ spans its closed-lips interval."""
+    out: list[Phone] = []
+    for p in phones:
+        prev = out[-1] if out else None
+        is_closure = prev is not None and prev.symbol == PAUSE and len(out) > 1
+        if is_closure and p.symbol in STOPS and prev.end - prev.start <= MAX_CLOSURE:
+            out[-1] = replace(p, start=prev.start)
+        else:
+            out.append(p)
+    return out
+
+
+def speech_seconds(text: str, voice: Voice = Voice()) -> float:
+    """How long ``text`` takes to say with ``voice`` (cheaper than :func:`synthesize`)."""
+    raw, _ = _get_engine().run(text, voice)
+    return len(raw) / ESPEAK_RATE
+
+
 def synthesize(text: str, voice: Voice = Voice()) -> Speech:
     """Speak ``text`` with ``voice``: 16 kHz audio, phones covering the whole clip, words."""
     if not text.strip():
@@ -252,7 +276,7 @@ def synthesize(text: str, voice: Voice = Voice()) -> Speech:
         words.append(Word(text[first : first + length].strip(), start, max(end, start)))
 
     audio = resample(raw.astype(np.float32) / 32768.0, ESPEAK_RATE, SAMPLE_RATE)
-    phones = _merge_pauses(phones)
+    phones = _attach_closures(_merge_pauses(phones))
     # the resampled clip can be one sample shorter or longer: make the last phone end with it
     last = len(audio) / SAMPLE_RATE
     if phones:
