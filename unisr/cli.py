@@ -12,7 +12,17 @@ from .errors import UnisrError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="unisr", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_transcribe, _add_validate, _add_cache, _add_eval, _add_prepare, _add_synth):
+    for add in (
+        _add_transcribe,
+        _add_features,
+        _add_convert,
+        _add_tokenizer,
+        _add_validate,
+        _add_cache,
+        _add_eval,
+        _add_prepare,
+        _add_synth,
+    ):
         add(sub)
     args = parser.parse_args(argv)
     try:
@@ -34,12 +44,72 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modality", choices=["a", "v", "av"], default=None)
     p.add_argument("--beam", type=int, default=10)
     p.add_argument("--ctc-weight", type=float, default=0.1)
+    p.add_argument("--method", choices=["beam", "greedy", "ctc"], default="beam")
     p.add_argument("--device", default="cpu")
 
     def run(args: argparse.Namespace) -> int:
         from .transcribe import transcribe_cli
 
         return transcribe_cli(args)
+
+    p.set_defaults(run=run)
+
+
+def _add_features(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("features", help="encoder outputs per stream of a video and/or audio")
+    p.add_argument("--checkpoint", required=True, help="unisr checkpoint or official .pth")
+    p.add_argument("--units", help="official unit list (unigram1000_units.txt) for .pth files")
+    p.add_argument("--video", help="mouth-crop video (mp4/avi)")
+    p.add_argument("--audio", help="16 kHz wav (default: the video's own audio track)")
+    p.add_argument("--streams", help="comma-separated, e.g. v,a,av (default: all the inputs allow)")
+    p.add_argument("--out", required=True, help=".pt (dict of streams) or .npy (one stream)")
+    p.add_argument("--device", default="cpu")
+
+    def run(args: argparse.Namespace) -> int:
+        from .transcribe import features_cli
+
+        return features_cli(args)
+
+    p.set_defaults(run=run)
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="official .pth (or any checkpoint) -> unisr checkpoint")
+    p.add_argument("src", help="checkpoint to read")
+    p.add_argument("out", help="unisr checkpoint to write")
+    p.add_argument("--units", help="official unit list (unigram1000_units.txt) for .pth files")
+
+    def run(args: argparse.Namespace) -> int:
+        from .checkpoint import convert
+
+        model = convert(args.src, args.out, units=args.units)
+        print(f"wrote {args.out}: {model.num_parameters():,} parameters")
+        return 0
+
+    p.set_defaults(run=run)
+
+
+def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tokenizer", help="SentencePiece tokenizers")
+    train = p.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+        "train", help="train a unigram tokenizer on a text file (one transcript per line)"
+    )
+    train.add_argument("--input", required=True, help="text file, one transcript per line")
+    train.add_argument("--vocab-size", type=int, required=True, help="pieces, <unk> included")
+    train.add_argument("--out", required=True, help="SentencePiece .model to write")
+
+    def run(args: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        from .tokenizer import Tokenizer
+
+        source = Path(args.input)
+        if not source.is_file():
+            raise UnisrError(f"{source}: file not found")
+        lines = source.read_text(encoding="utf-8").splitlines()
+        tokenizer = Tokenizer.train(lines, args.vocab_size, args.out)
+        print(f"wrote {args.out}: {len(tokenizer.pieces)} pieces")
+        return 0
 
     p.set_defaults(run=run)
 

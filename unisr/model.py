@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .errors import UnisrError
 from .frontends import AudioFrontend, VideoFrontend
+from .transcribe import decode as decode_function
+from .transcribe import transcribe as transcribe_function
 
 STREAMS = ("v", "a", "av")
 LAYER_NORM_EPS = 1e-12  # the official model uses 1e-12 in every encoder/decoder LayerNorm
@@ -397,3 +399,6 @@ class UnifiedModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    decode = decode_function  # n-best hypotheses of videos and/or audios (transcribe.py)
+    transcribe = transcribe_function  # best transcripts
