@@ -1,0 +1,579 @@
+"""Training on Lightning: supervised joint CTC/attention, and USR 1.0 / USR 2.0 semi-supervised
+training with an EMA teacher.
+
+One optimizer step (manual optimisation, as USR): when pseudo-labelling, the teacher labels the
+clean view of the unlabelled batch (mode drawn per step, the same on every rank), the student's
+unlabelled losses are back-propagated; then the labelled losses are back-propagated; the summed
+gradients are clipped and AdamW steps; the teacher follows by EMA. A non-finite loss or gradient
+on any rank skips the step on every rank (counted). The global RNG is re-seeded from (seed, step,
+rank) at every step and the data position travels with each batch, so a resumed run repeats the
+uninterrupted one exactly.
+
+Run folder: ``config.yaml``, ``checkpoints/step-*.ckpt`` (full training state), ``model.pt``
+(final student), ``teacher.pt``, ``model_avg.pt`` (average of the last checkpoints), and logs
+under ``tensorboard/`` and ``csv/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import yaml
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
+
+from .average import average_checkpoints, last_checkpoints, step_of, student_state
+from .checkpoint import FORMAT, official_state_dict, read_checkpoint, save_checkpoint
+from .config import ModelConfig
+from .dataset import AVDataset
+from .decoding import DecodingOptions, decode_encoded
+from .ema import ema_update, make_teacher, momentum_at, set_teacher_mode
+from .errors import UnisrError
+from .losses import UnlabelledHeads, combine, labelled_losses, unlabelled_losses
+from .model import UnifiedModel
+from .pseudo_labels import draw_mode, generate
+from .sampler import BatchLoader, FrameBatchSampler, train_iterator
+from .tokenizer import Tokenizer
+from .train_config import InitSection, TrainConfig, load_config
+
+warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+# ---------------------------------------------------------------- set-up helpers
+
+
+def load_tokenizer(path: str) -> Tokenizer:
+    """A SentencePiece model, or an official unit list (``.txt``)."""
+    if not path:
+        raise UnisrError("data.tokenizer is not set (a SentencePiece .model or a unit list .txt)")
+    path = Path(path)
+    return (
+        Tokenizer.from_units(path) if path.suffix == ".txt" else Tokenizer.from_sentencepiece(path)
+    )
+
+
+def initialise(model: UnifiedModel, init: InitSection) -> None:
+    """Load a unisr, training or official checkpoint into ``model`` (whole, or the encoder
+    without its final norm). Every missing or mis-shaped tensor is reported."""
+    data = read_checkpoint(init.checkpoint)
+    if data.get("format") == FORMAT or "unisr" in data:
+        state = student_state(data, init.checkpoint)
+    else:
+        state = official_state_dict(data)
+    expected = model.state_dict()
+    if init.encoder_only:
+        wanted = lambda k: k.startswith("encoder.") and not k.startswith("encoder.after_norm.")  # noqa: E731
+        state = {k: v for k, v in state.items() if wanted(k)}
+        expected = {k: v for k, v in expected.items() if wanted(k)}
+    problems = [f"missing {k}" for k in sorted(set(expected) - set(state))]
+    problems += [f"unexpected {k}" for k in sorted(set(state) - set(expected))]
+    problems += [
+        f"{k}: {tuple(state[k].shape)} in the file vs {tuple(v.shape)} in the model"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if problems:
+        shown = "\n  ".join(
+            problems[:20] + ([f"... {len(problems) - 20} more"] * (len(problems) > 20))
+        )
+        raise UnisrError(f"{init.checkpoint}: does not fit the model:\n  {shown}")
+    model.load_state_dict(state, strict=not init.encoder_only)
+
+
+def lr_factor(step: int, warmup: int, total: int, final: float) -> float:
+    """Linear warm-up to 1, then cosine decay to ``final`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def seed_step(seed: int, step: int, rank: int) -> None:
+    """Seed the global RNG (dropout, drop path) from (seed, step, rank)."""
+    state = np.random.SeedSequence([seed, step, rank]).generate_state(2)
+    torch.manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+
+
+def word_errors(refs: list[str], hyps: list[str]) -> tuple[int, int]:
+    """(word edits, reference words) for WER."""
+    import jiwer
+
+    out = jiwer.process_words(refs, hyps)
+    return out.substitutions + out.deletions + out.insertions, sum(len(r.split()) for r in refs)
+
+
+# ---------------------------------------------------------------- data
+
+
+class TrainStream:
+    """The training batches as Lightning sees them: dicts with ``labelled``, ``unlabelled`` and
+    ``data_state`` (the loader position after this batch, saved with each checkpoint). Each
+    ``iter`` is the next epoch; after ``resume`` it continues the interrupted one."""
+
+    def __init__(self, iterator):
+        self.iterator = iterator
+        main = iterator.unlabelled or iterator.labelled
+        self.length = len(main.sampler.batches(0))  # fixed, so epoch boundaries never drift
+        self.epoch = -1
+        self.resume: dict | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _epoch(self):
+        for labelled, unlabelled in self.iterator:
+            state = {"epoch": self.epoch, "loader": self.iterator.state_dict()}
+            yield {"labelled": labelled, "unlabelled": unlabelled, "data_state": state}
+
+    def __iter__(self):
+        if self.resume is not None:
+            self.epoch = self.resume["epoch"]
+            self.iterator.load_state_dict(self.resume["loader"])
+            self.resume = None
+            produced = False
+            for batch in self._epoch():
+                produced = True
+                yield batch
+            if produced:
+                return
+        self.epoch += 1
+        self.iterator.set_epoch(self.epoch)
+        yield from self._epoch()
+
+
+class Batches:
+    """A loader seen by Lightning as a plain iterable (it must not treat it as a DataLoader)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+class USRDataModule(pl.LightningDataModule):
+    """Datasets from the manifests; crops and image size follow the model config."""
+
+    def __init__(self, cfg: TrainConfig, model_config: ModelConfig, tokenizer: Tokenizer):
+        super().__init__()
+        self.cfg, self.tokenizer = cfg, tokenizer
+        resize = (
+            None if model_config.image_size == model_config.crop_size else model_config.image_size
+        )
+        augment = replace(cfg.data.augment, crop=model_config.crop_size, resize=resize)
+        self.data_cfg = replace(cfg.data, augment=augment)
+        self.stream: TrainStream | None = None
+        self.val: AVDataset | None = None
+
+    def _dataset(self, path: str, labelled: bool, train: bool) -> AVDataset:
+        d = self.data_cfg
+        return AVDataset.from_manifest(
+            path,
+            d,
+            roots=d.roots,
+            audio_roots=d.audio_roots,
+            use_cache=d.use_cache,
+            labelled=labelled,
+            train=train,
+            tokenizer=self.tokenizer,
+            seed=self.cfg.trainer.seed,
+        )
+
+    def setup(self, stage: str) -> None:
+        d = self.data_cfg
+        if not d.labelled:
+            raise UnisrError("data.labelled is not set (the labelled training manifest)")
+        if self.stream is None:
+            labelled = self._dataset(d.labelled, True, True)
+            unlabelled = self._dataset(d.unlabelled, False, True) if d.unlabelled else None
+            iterator = train_iterator(labelled, unlabelled, d, seed=self.cfg.trainer.seed)
+            self.stream = TrainStream(iterator)
+        if d.val and self.val is None:
+            self.val = self._dataset(d.val, True, False)
+
+    def train_dataloader(self) -> TrainStream:
+        return self.stream
+
+    def val_dataloader(self):
+        if self.val is None:
+            return []
+        sampler = FrameBatchSampler(
+            self.val.lengths, self.data_cfg.frames_per_batch_val, shuffle=False
+        )
+        return Batches(
+            BatchLoader(self.val, sampler, workers=self.data_cfg.val_workers, name="val")
+        )
+
+
+# ---------------------------------------------------------------- the module
+
+
+class USRModule(pl.LightningModule):
+    """Student, EMA teacher (semi-supervised runs) and USR 1.0's extra heads (``pl.mode=usr1``)."""
+
+    def __init__(self, cfg: TrainConfig, model_config: ModelConfig, tokenizer: Tokenizer):
+        super().__init__()
+        self.automatic_optimization = False
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.model = UnifiedModel(model_config)
+        if cfg.init.checkpoint:
+            initialise(self.model, cfg.init)
+        semi = bool(cfg.data.unlabelled)
+        self.teacher = make_teacher(self.model) if semi else None
+        usr1 = semi and cfg.pl.mode == "usr1"
+        self.heads = (
+            UnlabelledHeads(model_config.d_model, model_config.vocab_size) if usr1 else None
+        )
+        self.total_steps = max(cfg.optim.max_steps, 1)
+        self.skipped_steps = 0
+        self.teacher_started = False
+        self.data_state: dict | None = None
+        self._last_end: float | None = None
+        self._val: dict[str, list[int]] = {}
+
+    # optimisation set-up
+    def trainable(self) -> list[torch.nn.Parameter]:
+        heads = list(self.heads.parameters()) if self.heads is not None else []
+        return list(self.model.parameters()) + heads
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        self.total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        per_epoch = self.trainer.num_training_batches
+        warmup = o.warmup_steps or round(o.warmup_epochs * per_epoch)
+        warmup = max(min(warmup, self.total_steps), 1)
+        optimizer = torch.optim.AdamW(
+            self.trainable(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+        )
+        schedule = partial(
+            lr_factor, warmup=warmup, total=self.total_steps, final=o.final_lr / o.lr
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    # one step
+    def _sync_time(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def _backward(self, loss: torch.Tensor | None) -> bool:
+        """Back-propagate one part; a missing part (no usable batch on this rank) still joins
+        the gradient all-reduce with a zero loss under DDP. Returns whether the loss is finite."""
+        if loss is None:
+            if self.trainer.world_size == 1:
+                return True
+            loss = sum(p.sum() for p in self.trainable()) * 0.0
+        finite = bool(torch.isfinite(loss.detach()).item())
+        self.manual_backward(loss)
+        return finite
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        cfg, step = self.cfg, self.global_step
+        start = self._sync_time()
+        seed_step(cfg.trainer.seed, step, self.global_rank)
+        self.data_state = batch["data_state"]
+        labelled, unlabelled = batch["labelled"], batch["unlabelled"]
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        zeros = {s: torch.zeros((), device=self.device) for s in cfg.loss.streams}
+        logs: dict[str, float | torch.Tensor] = {}
+        frames, pl_seconds, finite = 0, 0.0, True
+
+        semi = self.teacher is not None and step >= cfg.teacher.start_step
+        if semi:
+            if not self.teacher_started:
+                if cfg.teacher.reset_at_start:
+                    self.teacher.load_state_dict(self.model.state_dict())
+                self.teacher_started = True
+            mode = draw_mode(cfg.pl, step, self.total_steps, cfg.trainer.seed)
+            total = None
+            if unlabelled is not None:
+                set_teacher_mode(self.teacher)
+                pls = generate(
+                    self.teacher,
+                    unlabelled["video"],
+                    unlabelled["audio"],
+                    unlabelled["lengths"],
+                    mode,
+                    cfg.pl,
+                )
+                pl_seconds = self._sync_time() - start
+                logs.update(pls.stats())
+                losses = unlabelled_losses(self.model, unlabelled, pls, cfg.loss, self.heads)
+                _, total, parts = combine(zeros, losses, cfg.loss)
+                logs.update({k: v for k, v in parts.items() if k.startswith("loss/unlabelled")})
+                frames += int(unlabelled["lengths"].sum())
+            finite &= self._backward(total)
+
+        total = None
+        if labelled is not None:
+            losses = labelled_losses(self.model, labelled, cfg.loss)
+            total, _, parts = combine(losses, zeros if semi else None, cfg.loss)
+            logs.update({k: v for k, v in parts.items() if k.startswith("loss/labelled")})
+            frames += int(labelled["lengths"].sum())
+        finite &= self._backward(total)
+
+        bad = torch.tensor(0.0 if finite else 1.0, device=self.device)
+        bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        norm = torch.nn.utils.clip_grad_norm_(self.trainable(), cfg.optim.grad_clip)
+        if bad.item() > 0 or not torch.isfinite(norm):
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1)
+            return
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        momentum = momentum_at(
+            step, self.total_steps, cfg.teacher.momentum_start, cfg.teacher.momentum_end
+        )
+        if self.teacher is not None:
+            ema_update(self.teacher, self.model, momentum)
+
+        end = self._sync_time()
+        seconds = end - start
+        loss = sum(v for k, v in logs.items() if k in ("loss/labelled", "loss/unlabelled"))
+        logs.update(
+            {
+                "loss/total": loss,
+                "train/lr": optimizer.param_groups[0]["lr"],
+                "train/momentum": momentum,
+                "train/grad_norm": norm,
+                "train/skipped_steps": float(self.skipped_steps),
+                "train/epoch": float(self.data_state["epoch"]),
+                "time/step": seconds,
+                "time/pseudo_labels": pl_seconds,
+                "time/rest": seconds - pl_seconds,
+                "speed/frames_per_s": frames * self.trainer.world_size / seconds,
+            }
+        )
+        if self._last_end is not None:
+            logs["time/data"] = start - self._last_end
+        self._last_end = end
+        self.log_dict(logs, batch_size=1)
+        self.log_dict({"loss": loss, "lr": logs["train/lr"]}, prog_bar=True, batch_size=1)
+
+    # validation: greedy WER per stream
+    def on_validation_epoch_start(self) -> None:
+        self._val = {s: [0, 0] for s in self.cfg.trainer.val_streams}
+
+    def validation_step(self, batch: dict | None, batch_idx: int) -> None:
+        if batch is None:
+            return
+        lengths = batch["lengths"]
+        decode = self.tokenizer.decode
+        refs = [decode(t[:n].tolist()) for t, n in zip(batch["targets"], batch["target_lengths"])]
+        encoded = self.model.encode(batch["video"], batch["audio"], lengths, tuple(self._val))
+        options = DecodingOptions(method=self.cfg.trainer.val_method)
+        for stream, counts in self._val.items():
+            nbests = decode_encoded(self.model, encoded[stream], lengths, stream, options)
+            hyps = [decode(nbest[0].tokens) if nbest else "" for nbest in nbests]
+            errors, words = word_errors(refs, hyps)
+            counts[0] += errors
+            counts[1] += words
+
+    def on_validation_epoch_end(self) -> None:
+        for stream, counts in self._val.items():
+            totals = torch.tensor(counts, dtype=torch.float64, device=self.device)
+            totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+            if totals[1] > 0:
+                wer = float(100 * totals[0] / totals[1])
+                self.log(f"val/wer_{stream}", wer, prog_bar=stream == "av", batch_size=1)
+
+    # checkpoint contents beyond the state dicts
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["unisr"] = {
+            "config": self.model.config.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(),
+            "train_config": plain(self.cfg.to_dict()),
+            "data_state": self.data_state,
+            "skipped_steps": self.skipped_steps,
+            "teacher_started": self.teacher_started,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint.get("unisr", {})
+        self.skipped_steps = meta.get("skipped_steps", 0)
+        self.teacher_started = meta.get("teacher_started", False)
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if meta.get("data_state") and datamodule is not None and datamodule.stream is not None:
+            datamodule.stream.resume = meta["data_state"]
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+class Checkpoints(pl.Callback):
+    """Full training state every ``every`` steps (0 = every epoch) and at the end, keeping the
+    newest ``keep``; at the end also the unisr model files (student, teacher, average)."""
+
+    def __init__(self, out_dir: Path, every: int, keep: int, average: int):
+        self.out_dir, self.dir = out_dir, out_dir / "checkpoints"
+        self.every, self.average = every, average
+        self.keep = max(keep, average, 1)
+        self.last = -1
+
+    def save(self, trainer: pl.Trainer) -> None:
+        step = trainer.global_step
+        if step == self.last:
+            return
+        self.last = step
+        trainer.save_checkpoint(self.dir / f"step-{step:08d}.ckpt", weights_only=False)
+        if trainer.is_global_zero:
+            for old in sorted(self.dir.glob("step-*.ckpt"), key=step_of)[: -self.keep]:
+                old.unlink(missing_ok=True)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.every and trainer.global_step and trainer.global_step % self.every == 0:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if not self.every:
+            self.save(trainer)
+
+    def on_train_end(self, trainer, module: USRModule) -> None:
+        self.save(trainer)
+        if not trainer.is_global_zero:
+            return
+        extra = {"step": trainer.global_step, "train_config": plain(module.cfg.to_dict())}
+        save_checkpoint(self.out_dir / "model.pt", module.model, module.tokenizer, **extra)
+        if module.teacher is not None:
+            save_checkpoint(self.out_dir / "teacher.pt", module.teacher, module.tokenizer, **extra)
+        recent = last_checkpoints(self.dir, self.average)
+        if self.average > 1 and len(recent) > 1:
+            average_checkpoints(recent, self.out_dir / "model_avg.pt")
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def plain(data):
+    """Tuples -> lists, for YAML and checkpoints."""
+    return json.loads(json.dumps(data))
+
+
+def world_size_from_env(accelerator: str, devices, num_nodes) -> tuple[int, int]:
+    """Resolve "auto" devices / nodes from torchrun or SLURM variables, else every GPU of this
+    machine (one process on CPU)."""
+    env = os.environ
+    if devices == "auto":
+        if "LOCAL_WORLD_SIZE" in env:
+            devices = int(env["LOCAL_WORLD_SIZE"])
+        elif "SLURM_NTASKS_PER_NODE" in env:
+            devices = int(env["SLURM_NTASKS_PER_NODE"].split("(")[0])
+        else:
+            devices = max(torch.cuda.device_count(), 1) if accelerator == "gpu" else 1
+    if num_nodes == "auto":
+        if "WORLD_SIZE" in env and "LOCAL_WORLD_SIZE" in env:
+            num_nodes = int(env["WORLD_SIZE"]) // int(env["LOCAL_WORLD_SIZE"])
+        else:
+            num_nodes = int(env.get("SLURM_NNODES", 1))
+    return int(devices), int(num_nodes)
+
+
+def build_trainer(cfg: TrainConfig, callbacks: list) -> pl.Trainer:
+    t, o = cfg.trainer, cfg.optim
+    accelerator = t.accelerator
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    devices, num_nodes = world_size_from_env(accelerator, t.devices, t.num_nodes)
+    strategy = "auto"
+    if devices * num_nodes > 1:
+        strategy = DDPStrategy(find_unused_parameters=True)
+    precision = t.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
+    out = Path(t.out_dir)
+    validate = bool(cfg.data.val)
+    return pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        precision=precision,
+        max_epochs=-1 if o.max_steps else o.epochs,
+        max_steps=o.max_steps or -1,
+        logger=[
+            TensorBoardLogger(out, name="tensorboard", default_hp_metric=False),
+            CSVLogger(out, name="csv"),
+        ],
+        callbacks=callbacks,
+        log_every_n_steps=t.log_every,
+        val_check_interval=t.val_every if t.val_every else 1.0,
+        check_val_every_n_epoch=None if t.val_every else 1,
+        limit_val_batches=1.0 if validate else 0,
+        num_sanity_val_steps=0,
+        enable_progress_bar=t.progress_bar,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        default_root_dir=out,
+    )
+
+
+def find_resume(resume: str | None, out_dir: Path) -> str | None:
+    """``auto``: the run's newest checkpoint (None when there is none); else a path."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        found = last_checkpoints(out_dir / "checkpoints", 1)
+        return str(found[0]) if found else None
+    if not Path(resume).is_file():
+        raise UnisrError(f"{resume}: checkpoint to resume from not found")
+    return resume
+
+
+def train(cfg: TrainConfig, resume: str | None = None, callbacks: tuple = ()) -> USRModule:
+    """Run (or resume) a training run; returns the trained module."""
+    t = cfg.trainer
+    if t.threads > 0:
+        torch.set_num_threads(t.threads)
+    pl.seed_everything(t.seed, verbose=False)
+    tokenizer = load_tokenizer(cfg.data.tokenizer)
+    model_config = cfg.model_config(tokenizer.vocab_size)
+    out = Path(t.out_dir)
+    ckpt_path = find_resume(resume, out)
+    module = USRModule(cfg, model_config, tokenizer)
+    data = USRDataModule(cfg, model_config, tokenizer)
+    saver = Checkpoints(out, t.ckpt_every, t.keep_checkpoints, t.average_last)
+    trainer = build_trainer(cfg, [saver, *callbacks])
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False))
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return module
+
+
+def train_cli(args) -> int:
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False), end="")
+        return 0
+    module = train(cfg, resume=args.resume)
+    out = Path(cfg.trainer.out_dir)
+    if module.global_rank == 0:
+        print(f"model: {out / 'model.pt'}  (training state: {out / 'checkpoints'})")
+        if module.skipped_steps:
+            print(f"skipped {module.skipped_steps} step(s) with non-finite loss or gradient")
+    return 0

@@ -1,0 +1,270 @@
+"""Training configuration: YAML files of nested sections with dotted ``key=value`` overrides.
+
+A config has the sections ``model`` (a preset name plus any :class:`~unisr.config.ModelConfig`
+field), ``data`` (manifests, tokenizer and the data pipeline settings), ``optim``, ``teacher``,
+``pl`` (pseudo-labelling), ``loss``, ``trainer`` and ``init``. Every key is checked: a typo is an
+error that names the key and lists the valid ones. Packaged recipes live in ``unisr/configs``
+and are found by name (``unisr train synth_demo``); relative paths in a config are relative to
+the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ModelConfig, model_config
+from .dataset import DataConfig
+from .errors import UnisrError
+from .losses import LossConfig
+from .pseudo_labels import PseudoLabelConfig
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class DataSection(DataConfig):
+    """The data pipeline settings (:class:`~unisr.dataset.DataConfig`) plus where the data is.
+
+    Manifests may be typed TSV or either CSV dialect; ``roots``/``audio_roots`` give the CSV
+    dialects' root folders (one path, or a mapping from tag to path). Without ``unlabelled``
+    training is supervised. ``tokenizer`` is a SentencePiece model or an official unit list.
+    """
+
+    labelled: str = ""
+    unlabelled: str | None = None
+    val: str | None = None
+    tokenizer: str = ""
+    roots: Any = None
+    audio_roots: Any = None
+    use_cache: bool = True
+    frames_per_batch_val: int = 500
+    val_workers: int = 0
+
+
+@dataclass
+class OptimSection:
+    """AdamW with linear warm-up then cosine decay, per optimizer step. The run length is
+    ``max_steps`` if positive, else ``epochs`` passes over the unlabelled set (the labelled set
+    without one); ``warmup_steps`` (if positive) overrides ``warmup_epochs``."""
+
+    lr: float = 3e-3
+    final_lr: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    weight_decay: float = 0.04
+    grad_clip: float = 3.0
+    epochs: int = 50
+    warmup_epochs: float = 15.0
+    max_steps: int = 0
+    warmup_steps: int = 0
+
+
+@dataclass
+class TeacherSection:
+    """EMA teacher: momentum follows a cosine from ``momentum_start`` to ``momentum_end`` over the
+    run. Pseudo-labelling starts at ``start_step`` (earlier steps are labelled-only); with
+    ``reset_at_start`` the teacher is a fresh copy of the student at that step."""
+
+    momentum_start: float = 0.998
+    momentum_end: float = 1.0
+    start_step: int = 0
+    reset_at_start: bool = True
+
+
+@dataclass
+class TrainerSection:
+    """Run mechanics. ``devices``/``num_nodes``: "auto" reads torchrun or SLURM variables.
+    ``precision``: "auto" = bf16-mixed on GPU, 32-true on CPU. Intervals count optimizer steps
+    (``val_every`` 0 = once per epoch)."""
+
+    out_dir: str = "runs/train"
+    seed: int = 42
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: Any = "auto"
+    precision: str = "auto"
+    threads: int = 0  # torch.set_num_threads when positive
+    log_every: int = 50
+    val_every: int = 0
+    val_streams: list[str] = field(default_factory=lambda: ["v", "a", "av"])
+    val_method: str = "ctc"  # greedy decoding for validation WER: "ctc" or "greedy" (attention)
+    ckpt_every: int = 1000
+    keep_checkpoints: int = 10
+    average_last: int = 10
+    progress_bar: bool = True
+
+
+@dataclass
+class InitSection:
+    """Start from a checkpoint (unisr, official ``.pth`` or a training checkpoint): the whole
+    model, or only the encoder (without its final norm, as USR transfers pre-trained encoders)."""
+
+    checkpoint: str | None = None
+    encoder_only: bool = False
+
+
+@dataclass
+class TrainConfig:
+    model: dict = field(default_factory=lambda: {"preset": "base"})
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    teacher: TeacherSection = field(default_factory=TeacherSection)
+    pl: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    trainer: TrainerSection = field(default_factory=TrainerSection)
+    init: InitSection = field(default_factory=InitSection)
+
+    def model_config(self, vocab_size: int | None = None) -> ModelConfig:
+        """The model section as a :class:`ModelConfig` (``vocab_size`` from the tokenizer)."""
+        fields_ = dict(self.model)
+        preset = fields_.pop("preset", "base")
+        if vocab_size is not None:
+            fields_["vocab_size"] = vocab_size
+        known = {f.name for f in dataclasses.fields(ModelConfig)}
+        unknown = sorted(set(fields_) - known)
+        if unknown:
+            raise UnisrError(
+                f"unknown model keys {unknown}; valid: preset, {', '.join(sorted(known))}"
+            )
+        return model_config(preset, **fields_)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- building from plain data
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """Check/convert one YAML value against a field's type hint."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        others = [a for a in args if a is not type(None)]
+        return _convert(value, others[0], where) if len(others) == 1 else value
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UnisrError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise UnisrError(f"{where}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UnisrError(f"{where}: expected a number, got {value!r}")
+        if hint is int and float(value) != int(value):
+            raise UnisrError(f"{where}: expected an integer, got {value!r}")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise UnisrError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise UnisrError(f"{where}: expected a list, got {value!r}")
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        if origin is tuple and len(args) > 1 and len(value) != len(args):
+            raise UnisrError(f"{where}: expected {len(args)} values, got {value!r}")
+        items = [_convert(v, args[min(i, len(args) - 1)], where) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise UnisrError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def build(cls, data: Any, where: str = "config"):
+    """Instantiate dataclass ``cls`` from nested dicts, rejecting unknown keys by name."""
+    if data is None:
+        data = {}
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise UnisrError(f"{where}: expected a mapping of keys, got {data!r}")
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise UnisrError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(names)}"
+        )
+    kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise UnisrError(f"{where}: {err}") from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict, item: str) -> None:
+    """Set ``a.b.c=value`` in nested dicts; the value is parsed as YAML (``optim.lr=1e-3``,
+    ``pl.mode=mixed``, ``optim.betas=[0.9,0.98]``, ``init.checkpoint=null``)."""
+    if "=" not in item:
+        raise UnisrError(f"override {item!r} is not of the form key=value")
+    key, text = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise UnisrError(f"override {item!r} has an empty key part")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UnisrError(f"override {item!r}: {part} is not a section")
+        node = child
+    node[parts[-1]] = _parse_value(text)
+
+
+def config_path(name: str | Path) -> Path:
+    """A YAML file path, or the name of a packaged recipe."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = CONFIG_DIR / f"{Path(name).stem}.yaml"
+    if path.suffix in ("", ".yaml") and packaged.is_file():
+        return packaged
+    choices = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    raise UnisrError(f"{name}: no such config file or packaged recipe (recipes: {choices})")
+
+
+def load_config(name: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a config (file or packaged name; None = all defaults) and apply overrides."""
+    data: dict = {}
+    if name is not None:
+        path = config_path(name)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UnisrError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(data, dict):
+            raise UnisrError(f"{path}: expected a mapping of sections")
+    for item in overrides:
+        apply_override(data, item)
+    cfg = build(TrainConfig, data)
+    cfg.model_config()  # validate the model section early
+    return cfg
