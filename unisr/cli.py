@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
         _add_cache,
         _add_eval,
         _add_prepare,
+        _add_train,
         _add_synth,
+        _add_demo,
     ):
         add(sub)
     args = parser.parse_args(argv)
@@ -211,6 +213,25 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a model: supervised, USR 1.0 or USR 2.0 semi-supervised"
+    )
+    p.add_argument("config", help="YAML config file or packaged recipe (e.g. synth_demo)")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=1e-3")
+    p.add_argument(
+        "--resume", nargs="?", const="auto", help="training checkpoint (default: the run's newest)"
+    )
+    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
+
+    def run(args: argparse.Namespace) -> int:
+        from .train import train_cli
+
+        return train_cli(args)
+
+    p.set_defaults(run=run)
+
+
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="build a synthetic audio-visual speech corpus (no download)")
     p.add_argument("--out", required=True, help="corpus folder (a rerun resumes it)")
@@ -225,6 +246,22 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         from .synth import synth_cli
 
         return synth_cli(args)
+
+    p.set_defaults(run=run)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="synthetic corpus -> USR 2.0 training -> test WER, on CPU")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the synth_demo recipe")
+    p.add_argument("--corpus", default="data/synth_tiny_grid", help="built there if absent")
+    p.add_argument("--out", default="runs/synth_demo", help="run folder")
+    p.add_argument("--beam", type=int, default=10, help="beam size for the beam-search row")
+    p.add_argument("--workers", type=int, default=0, help="processes for the corpus (0: all cores)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .demo import demo_cli
+
+        return demo_cli(args)
 
     p.set_defaults(run=run)
 
