@@ -40,45 +40,39 @@ class Viseme:
     reach: float
 
 
-def _v(open, jaw, spread=0.0, round=0.0, ut=0.0, lt=0.0, tongue=0.0, tip=0.0, tuck=0.0,
-       strength=(1.0, 1.0, 1.0), reach=0.035):  # fmt: skip
-    return Viseme((open, jaw, spread, round, ut, lt, tongue, tip, tuck), strength, reach)
+# Targets (0..1, in PARAMS order), dominance strength per parameter group (aperture, lip shape,
+# inner mouth) and reach (s). Bilabials and labiodentals dominate the aperture, so the lips
+# really close; velars and alveolars are weak and take the shape of the neighbouring vowels.
+_TABLE = """
+#             open jaw  sprd rnd  utth ltth tong tip  tuck  s_ape s_shp s_inn reach
+rest          0.03 0.05 0    0    0    0    0    0    0     0.8   0.5   0.5   0.06
+bilabial      0    0.12 0    0    0    0    0    0    0     40    0.3   0.3   0.012
+labiodental   0.10 0.12 0    0    0.9  0    0    0    1     12    0.6   4     0.015
+dental        0.26 0.22 0    0    0.8  0.4  0.3  1    0     2     0.4   4     0.025
+alveolar      0.22 0.18 0.2  0    0.5  0.4  0.8  0    0     0.5   0.3   1     0.03
+sibilant      0.12 0.05 0.5  0    0.9  0.8  0.4  0    0     1.5   0.8   2     0.03
+postalveolar  0.22 0.12 0    0.7  0.8  0.6  0.5  0    0     1.5   3     1.5   0.03
+velar         0.30 0.30 0    0    0.2  0.1  0.3  0    0     0.3   0.2   0.4   0.03
+rhotic        0.22 0.18 0    0.5  0.3  0    0    0    0     0.8   1.5   0.6   0.03
+rounded       0.18 0.15 0    1    0    0    0    0    0     1.2   4     1     0.04
+high_front    0.22 0.12 0.9  0    0.8  0.5  0.6  0    0     1     2     1     0.04
+mid_front     0.55 0.45 0.5  0    0.6  0.3  0.3  0    0     1.5   1.2   1     0.04
+open          1    0.95 0.1  0    0.7  0.2  0.1  0    0     2     1     1     0.04
+mid_central   0.45 0.38 0    0    0.3  0.1  0.2  0    0     1.2   0.6   0.8   0.04
+mid_back      0.65 0.60 0    0.6  0.3  0    0.1  0    0     1.5   2     0.8   0.04
+near_back     0.28 0.25 0    0.55 0.2  0    0.2  0    0     1     1.5   0.8   0.04
+"""
 
 
-VISEMES: dict[str, Viseme] = {
-    "rest": _v(0.03, 0.05, strength=(0.8, 0.5, 0.5), reach=0.07),
-    "bilabial": _v(0.0, 0.12, strength=(40.0, 0.3, 0.3), reach=0.025),  # p b m
-    "labiodental": _v(0.10, 0.12, ut=0.9, tuck=1.0, strength=(12.0, 0.6, 4.0), reach=0.025),
-    "dental": _v(0.26, 0.22, ut=0.8, lt=0.4, tongue=0.3, tip=1.0, strength=(2.0, 0.4, 4.0)),
-    "alveolar": _v(
-        0.22, 0.18, spread=0.2, ut=0.5, lt=0.4, tongue=0.8, strength=(0.5, 0.3, 1.0)
-    ),  # fmt: skip  # t d n l
-    "sibilant": _v(0.12, 0.05, spread=0.5, ut=0.9, lt=0.8, tongue=0.4, strength=(1.5, 0.8, 2.0)),
-    "postalveolar": _v(
-        0.22, 0.12, round=0.7, ut=0.8, lt=0.6, tongue=0.5, strength=(1.5, 3.0, 1.5)
-    ),  # fmt: skip  # sh ch j zh
-    "velar": _v(0.30, 0.30, ut=0.2, lt=0.1, tongue=0.3, strength=(0.3, 0.2, 0.4)),  # k g ng h
-    "rhotic": _v(0.22, 0.18, round=0.5, ut=0.3, strength=(0.8, 1.5, 0.6)),
-    "rounded": _v(0.12, 0.15, round=1.0, strength=(1.2, 4.0, 1.0), reach=0.05),  # w uw
-    "high_front": _v(
-        0.22, 0.12, spread=0.9, ut=0.8, lt=0.5, tongue=0.6, strength=(1.0, 2.0, 1.0), reach=0.05
-    ),  # fmt: skip  # iy ih y
-    "mid_front": _v(
-        0.55, 0.45, spread=0.5, ut=0.6, lt=0.3, tongue=0.3, strength=(1.5, 1.2, 1.0), reach=0.05
-    ),  # fmt: skip
-    "open": _v(
-        1.0, 0.95, spread=0.1, ut=0.5, lt=0.2, tongue=0.1, strength=(2.0, 1.0, 1.0), reach=0.05
-    ),  # fmt: skip
-    "mid_central": _v(
-        0.45, 0.38, ut=0.3, lt=0.1, tongue=0.2, strength=(1.2, 0.6, 0.8), reach=0.05
-    ),  # fmt: skip
-    "mid_back": _v(
-        0.65, 0.6, round=0.6, ut=0.3, tongue=0.1, strength=(1.5, 2.0, 0.8), reach=0.05
-    ),  # fmt: skip
-    "near_back": _v(
-        0.28, 0.25, round=0.55, ut=0.2, tongue=0.2, strength=(1.0, 1.5, 0.8), reach=0.05
-    ),  # fmt: skip
-}
+def _parse_table(table: str) -> dict[str, Viseme]:
+    rows = [line.split() for line in table.strip().splitlines()[1:]]
+    return {
+        name: Viseme(tuple(map(float, v[:9])), tuple(map(float, v[9:12])), float(v[12]))
+        for name, *v in rows
+    }
+
+
+VISEMES: dict[str, Viseme] = _parse_table(_TABLE)
 
 # IPA (as eSpeak NG writes English) -> viseme. Longer symbols are matched first, so a diphthong
 # such as "aɪ" splits into its parts ("a" then "ɪ") and each gets its own target.
@@ -239,7 +233,7 @@ def articulate(
 ) -> np.ndarray:
     """Parameter trajectories (n_frames, len(PARAMS)), each frame averaged over its interval.
 
-    Targets are blended with dominance ``strength * exp(-(distance / reach)^2)`` where distance is
+    Targets are blended with dominance ``strength * exp(-distance / reach)`` where distance is
     the time from the middle 40 % of a segment. ``rng`` adds per-segment variability.
     """
     segs = _segments(phones) or [("rest", 0.0, n_frames / FPS, 0)]
@@ -262,7 +256,7 @@ def articulate(
     core_lo, core_hi = start + 0.3 * dur, end - 0.3 * dur
     t = (np.arange(n_frames * samples_per_frame) + 0.5) / (FPS * samples_per_frame)
     dist = np.maximum(core_lo[:, None] - t[None], 0) + np.maximum(t[None] - core_hi[:, None], 0)
-    dom = np.exp(-np.square(dist / reach[:, None]))  # (S, N)
+    dom = np.exp(-dist / reach[:, None])  # (S, N)
     weights = dom[:, None, :] * strength[:, :, None]  # (S, P, N)
     traj = (weights * targets[:, :, None]).sum(0) / np.maximum(weights.sum(0), 1e-9)
     return traj.T.reshape(n_frames, samples_per_frame, -1).mean(1)

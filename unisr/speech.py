@@ -7,9 +7,13 @@ taken from the library's own synthesis events, so audio and timings share one cl
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -122,41 +126,39 @@ class _Event(ctypes.Structure):
     ]
 
 
+try:
+    _libc_srand = ctypes.CDLL(None).srand
+except (OSError, AttributeError):  # not on every platform; only breathy Klatt voices use it
+    _libc_srand = None
+
 _Callback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
 )
 
 
 class _Engine:
-    """The process-wide eSpeak NG instance (the library keeps global state)."""
+    """Runs eSpeak NG in this process, in a fresh instance of the library for every text.
+
+    The library keeps synthesis state between calls (pitch flutter, glottal phase, echo, Klatt
+    filters), so the same text would come out slightly differently depending on what was said
+    before. Loading a private copy of the library anew for each text (a few ms) makes the output
+    a function of the text and voice alone, which reproducible corpora need.
+    """
 
     def __init__(self):
         try:
             import espeakng_loader
 
-            self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
-            data = espeakng_loader.get_data_path().encode()
+            source = Path(espeakng_loader.get_library_path())
+            self.data = espeakng_loader.get_data_path().encode()
         except (ImportError, OSError, RuntimeError) as err:
-            raise SpeechError(f"cannot load eSpeak NG from espeakng-loader ({err})") from None
-        self.lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ]
-        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        options = _INIT_PHONEME_EVENTS | _INIT_PHONEME_IPA
-        rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, options)
-        if rate != ESPEAK_RATE:
-            raise SpeechError(f"eSpeak NG initialisation failed (returned {rate})")
+            raise SpeechError(f"cannot find eSpeak NG from espeakng-loader ({err})") from None
+        self._tmp = tempfile.TemporaryDirectory(prefix="unisr-espeak-")
+        self.path = str(Path(self._tmp.name) / source.name)
+        shutil.copyfile(source, self.path)  # private: nobody else holds this copy open
         self.chunks: list[np.ndarray] = []
         self.events: list[tuple[int, int, int, int, bytes]] = []
         self._callback = _Callback(self._collect)  # keep a reference: C holds the pointer
-        self.lib.espeak_SetSynthCallback(self._callback)
         self.lock = threading.Lock()
 
     def _collect(self, wav, n, events) -> int:
@@ -170,25 +172,50 @@ class _Engine:
             i += 1
         return 0
 
+    def _load(self) -> ctypes.CDLL:
+        try:
+            lib = ctypes.CDLL(self.path, mode=ctypes.RTLD_LOCAL)
+        except OSError as err:
+            raise SpeechError(f"cannot load eSpeak NG ({err})") from None
+        lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint]
+        lib.espeak_Synth.argtypes += [ctypes.c_int, ctypes.c_uint, ctypes.c_uint]
+        lib.espeak_Synth.argtypes += [ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        options = _INIT_PHONEME_EVENTS | _INIT_PHONEME_IPA
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, self.data, options)
+        if rate != ESPEAK_RATE:
+            raise SpeechError(f"eSpeak NG initialisation failed (returned {rate})")
+        lib.espeak_SetSynthCallback(self._callback)
+        # noise sources: eSpeak's own generator and, for Klatt voices with breath, libc's rand()
+        lib.espeak_ng_SetRandSeed(0)
+        if _libc_srand is not None:
+            _libc_srand(0)
+        return lib
+
     def run(self, text: str, voice: Voice) -> tuple[np.ndarray, list]:
         with self.lock:
-            if self.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
-                raise SpeechError(f"eSpeak NG has no voice {voice.name!r}")
-            for param, value in (
-                (_RATE, voice.rate),
-                (_PITCH, voice.pitch),
-                (_RANGE, voice.pitch_range),
-                (_WORDGAP, voice.word_gap),
-                (_VOLUME, voice.volume),
-            ):
-                self.lib.espeak_SetParameter(param, int(value), 0)
-            self.chunks, self.events = [], []
-            data = text.encode("utf-8") + b"\0"
-            err = self.lib.espeak_Synth(
-                data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
-            )
-            if err != 0:
-                raise SpeechError(f"eSpeak NG failed on {text!r} (error {err})")
+            lib = self._load()
+            try:
+                if lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
+                    raise SpeechError(f"eSpeak NG has no voice {voice.name!r}")
+                for param, value in (
+                    (_RATE, voice.rate),
+                    (_PITCH, voice.pitch),
+                    (_RANGE, voice.pitch_range),
+                    (_WORDGAP, voice.word_gap),
+                    (_VOLUME, voice.volume),
+                ):
+                    lib.espeak_SetParameter(param, int(value), 0)
+                self.chunks, self.events = [], []
+                data = text.encode("utf-8") + b"\0"
+                err = lib.espeak_Synth(
+                    data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
+                )
+                if err != 0:
+                    raise SpeechError(f"eSpeak NG failed on {text!r} (error {err})")
+            finally:
+                lib.espeak_Terminate()
+                _ctypes.dlclose(lib._handle)
             audio = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
             return audio, self.events
 
