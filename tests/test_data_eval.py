@@ -5,18 +5,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from test_data_loading import make_clip
 
 from unisr.checkpoint import convert, load_model
 from unisr.cli import main
 from unisr.dataset import load_clip
-from unisr.decoding import DecodingOptions, decode_encoded
+from unisr.decoding import DecodingOptions
 from unisr.evaluate import bucket_label, rates, score
 from unisr.manifest import write_manifest
 from unisr.media import write_audio
 from unisr.tokenizer import normalize_text
-from unisr.transforms import AugmentConfig, audio_view, video_view
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official_usr2"
 
@@ -30,16 +28,13 @@ def checkpoint(tmp_path_factory):
 
 
 def single_decode(model, row, streams, options):
-    """One utterance, unbatched: the eval view of its clip, encoded and decoded alone."""
+    """``model.decode`` on one utterance's checked clip (uint8 frames, float audio)."""
     clip = load_clip(row)
-    video = video_view(clip.frames, AugmentConfig(crop=model.config.crop_size))[None]
-    audio = audio_view(clip.audio_float(), AugmentConfig())[None]
-    with torch.inference_mode():
-        encoded = model.encode(video, audio, streams=streams)
-        return {
-            s: normalize_text(decode_encoded(model, encoded[s], None, s, options)[0][0].text)
-            for s in streams
-        }
+    hyps = {}
+    for stream in streams:
+        nbest = model.decode(clip.frames, clip.audio_float(), modality=stream, options=options)
+        hyps[stream] = normalize_text(nbest[0].text)
+    return hyps
 
 
 def run_eval(tmp_path, checkpoint, *args):
