@@ -92,6 +92,8 @@ def decode_encoded(
     model, encoded: Tensor, lengths: Tensor | None, stream: str, options: DecodingOptions
 ) -> list[list[Hypothesis]]:
     """Decode encoder outputs (B, T, D) of ``stream``; returns the n-best list per utterance."""
+    if encoded.shape[0] == 0:
+        return []
     lengths = _valid_lengths(lengths, encoded)
     if options.method == "ctc":
         logp = model.ctc_logits(encoded, stream).float().log_softmax(-1)
