@@ -145,12 +145,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--write", action="store_true", help="record the results in BENCHMARKS.md")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     results = run(args.clips, args.repeats)
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     body = "\n".join(
         [
             f"Command: `{' '.join(['python', 'benchmarks/data.py', *sys.argv[1:]])}`  ",
             f"Machine: {machine()}  ",
-            f"Date: {datetime.date.today().isoformat()}  ",
+            f"Date: {datetime.date.today().isoformat()} ({load}; the machine is shared)  ",
             f"{args.clips} clips of 2-4 s (lossless 96x96 gray mp4 + 16 kHz wav), labelled "
             f"training view (crop 88, flip, masks); medians of {args.repeats} runs; "
             "torch threads = 1 per process.",
