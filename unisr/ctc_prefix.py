@@ -32,8 +32,8 @@ CHUNK_ELEMENTS = 1 << 24  # bound on the (B, T, K, C) intermediate of one scorin
 class CTCState:
     """Prefix states of ``K`` hypotheses per utterance; time axis = frames -1 .. T-1."""
 
-    r_n: Tensor  # (B, T + 1, K)
-    r_b: Tensor  # (B, T + 1, K)
+    r_n: Tensor  # (B, K, T + 1)
+    r_b: Tensor  # (B, K, T + 1)
     psi: Tensor  # (B, K) prefix score of each hypothesis
     last: Tensor  # (B, K) last token, -1 for the empty prefix
 
@@ -48,10 +48,11 @@ class CTCPrefixScorer:
     """
 
     def __init__(self, logp: Tensor, lengths: Tensor, blank: int = 0):
-        batch, frames, _ = logp.shape
+        frames = logp.shape[1]
         padding = torch.arange(frames, device=logp.device)[None, :] >= lengths[:, None]
-        self.x = logp.float().masked_fill(padding[..., None], LOGZERO)
-        self.x[..., blank] = logp[..., blank].float().masked_fill(padding, 0.0)
+        x = logp.float().masked_fill(padding[..., None], LOGZERO)
+        x[..., blank] = logp[..., blank].float().masked_fill(padding, 0.0)
+        self.x = x.transpose(1, 2).contiguous()  # (B, V, T): a token's frames are contiguous
         self.blank = blank
         self.last_frame = lengths.clamp(min=1)  # index of the last valid frame on the state axis
 
@@ -63,37 +64,39 @@ class CTCPrefixScorer:
 
     def initial_state(self, hyps: int) -> CTCState:
         """The empty prefix in each of ``hyps`` rows per utterance."""
-        batch, frames, _ = self.x.shape
-        r_b = torch.zeros(batch, frames + 1, device=self.x.device)
-        r_b[:, 1:] = self.x[..., self.blank].cumsum(dim=1)
-        r_b = r_b[..., None].expand(-1, -1, hyps).contiguous()
-        r_n = torch.full_like(r_b, LOGZERO)
+        batch, _, frames = self.x.shape
+        r_b = torch.zeros(batch, 1, frames + 1, device=self.x.device)
+        r_b[..., 1:] = self.x[:, self.blank, None].cumsum(dim=-1)
+        r_b = r_b.expand(-1, hyps, -1).contiguous()
         psi = torch.zeros(batch, hyps, device=self.x.device)
         last = torch.full((batch, hyps), -1, dtype=torch.long, device=self.x.device)
-        return CTCState(r_n, r_b, psi, last)
+        return CTCState(torch.full_like(r_b, LOGZERO), r_b, psi, last)
+
+    def _frames(self, tokens: Tensor, start: int) -> Tensor:
+        """x[b, t, tokens[b, j]] for t >= start: (B, J) token ids -> (B, J, T - start)."""
+        rows = torch.arange(len(tokens), device=tokens.device)[:, None]
+        return self.x[:, :, start:][rows, tokens]
 
     def score(self, state: CTCState, candidates: Tensor, length: int) -> tuple[Tensor, Tensor]:
         """psi of each candidate extension (B, K, C) of prefixes of ``length`` tokens, and
         psi of ending each prefix with eos (B, K)."""
-        batch, hyps, count = candidates.shape
-        frames = self.x.shape[1]
+        batch, hyps, _ = candidates.shape
+        frames = self.x.shape[2]
         r_sum = torch.logaddexp(state.r_n, state.r_b)
-        eos = r_sum.gather(1, self.last_frame.view(-1, 1, 1).expand(-1, 1, hyps))[:, 0]
+        eos = r_sum.gather(2, self.last_frame.view(-1, 1, 1).expand(-1, hyps, 1))[..., 0]
         if length >= frames:
             return candidates.new_full(candidates.shape, LOGZERO, dtype=torch.float), eos
-        x = self.x[:, length:]  # frames t >= length
         span = frames - length
-        phi = r_sum[:, length:frames, :, None]  # frames t - 1
+        phi = r_sum[:, :, None, length:frames]  # frames t - 1 for t >= length
         chunk = max(1, CHUNK_ELEMENTS // max(1, batch * span * hyps))
         parts = []
         for ids in candidates.split(chunk, dim=2):
-            index = ids.reshape(batch, 1, -1).expand(-1, span, -1)
-            x_c = x.gather(2, index).view(batch, span, hyps, -1)
-            parts.append(torch.logsumexp(x_c + phi, dim=1))
+            x_c = self._frames(ids.reshape(batch, -1), length).view(batch, hyps, -1, span)
+            parts.append(torch.logsumexp(x_c + phi, dim=-1))
         psi = torch.cat(parts, dim=2)
         if length > 0:  # repeating the last token needs a blank in between
-            x_last = x.gather(2, state.last[:, None, :].expand(-1, span, -1))
-            psi_repeat = torch.logsumexp(x_last + state.r_b[:, length:frames], dim=1)
+            x_last = self._frames(state.last, length)
+            psi_repeat = torch.logsumexp(x_last + state.r_b[..., length:frames], dim=-1)
             repeat = candidates == state.last[..., None]
             psi = torch.where(repeat, psi_repeat[..., None], psi)
         return psi, eos
@@ -103,29 +106,26 @@ class CTCPrefixScorer:
     ) -> CTCState:
         """States of the chosen extensions ``prefix[parent] + token`` (all (B, K)), where the
         prefixes have ``length`` tokens and ``psi`` are the extensions' scores."""
-        steps = state.r_n.shape[1]
-        index = parent[:, None, :].expand(-1, steps, -1)
-        r_n, r_b = state.r_n.gather(2, index), state.r_b.gather(2, index)
+        index = parent[..., None].expand(-1, -1, state.r_n.shape[2])
+        r_n, r_b = state.r_n.gather(1, index), state.r_b.gather(1, index)
         last = state.last.gather(1, parent)
         new_n, new_b = torch.full_like(r_n, LOGZERO), torch.full_like(r_b, LOGZERO)
-        frames = steps - 1
+        frames = self.x.shape[2]
         if length < frames:
-            phi = torch.where((token == last)[:, None, :], r_b, torch.logaddexp(r_n, r_b))
-            phi = phi[:, length:frames].double()  # frames t - 1 for t >= length
-            x = self.x[:, length:]
+            phi = torch.where((token == last)[..., None], r_b, torch.logaddexp(r_n, r_b))
+            phi = phi[..., length:frames].double()  # frames t - 1 for t >= length
             # r_n[t] = (r_n[t-1] (+) phi[t-1]) + x[t, c]: a first-order linear recursion,
             # solved as A[t] + logcumsumexp(phi[s-1] - A[s-1]) with A the cumulative x[., c]
-            emit = x.gather(2, token[:, None, :].expand(-1, frames - length, -1)).double()
-            n = _linear_recursion(phi, emit)
+            n = _linear_recursion(phi, self._frames(token, length).double())
             # r_b[t] = (r_n[t-1] (+) r_b[t-1]) + x[t, blank], with r_b[length - 1] = log 0
-            n_prev = torch.cat([torch.full_like(n[:, :1], LOGZERO), n[:, :-1]], dim=1)
-            b = _linear_recursion(n_prev, x[..., self.blank, None].double())
-            new_n[:, length + 1 :], new_b[:, length + 1 :] = n.float(), b.float()
+            n_prev = torch.cat([torch.full_like(n[..., :1], LOGZERO), n[..., :-1]], dim=-1)
+            b = _linear_recursion(n_prev, self.x[:, self.blank, None, length:].double())
+            new_n[..., length + 1 :], new_b[..., length + 1 :] = n.float(), b.float()
         return CTCState(new_n, new_b, psi, token)
 
 
 def _linear_recursion(inflow: Tensor, log_gain: Tensor) -> Tensor:
-    """y[t] = logaddexp(y[t-1], inflow[t]) + log_gain[t] with y[-1] = log 0, along dim 1."""
-    gain = log_gain.cumsum(dim=1)
-    before = torch.cat([torch.zeros_like(gain[:, :1]), gain[:, :-1]], dim=1)
-    return gain + torch.logcumsumexp(inflow - before, dim=1)
+    """y[t] = logaddexp(y[t-1], inflow[t]) + log_gain[t] with y[-1] = log 0, along the last dim."""
+    gain = log_gain.cumsum(dim=-1)
+    before = torch.cat([torch.zeros_like(gain[..., :1]), gain[..., :-1]], dim=-1)
+    return gain + torch.logcumsumexp(inflow - before, dim=-1)

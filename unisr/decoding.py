@@ -276,12 +276,6 @@ def beam_search(
         )  # fmt: skip
 
         score, last = top.masked_fill(ended, -torch.inf), token
-        if use_decoder:
-            offsets = torch.arange(rows, device=device)[:, None] * beam
-            dec_state = dec_state.select((offsets + parent).flatten())
-        if use_ctc:
-            ctc_state = scorer.extend(ctc_state, parent, token, psi_full.view(rows, -1).gather(
-                1, flat), step)  # fmt: skip
         finished = at_limit[:, 0] | ended.all(dim=1)
         if options.maxlenratio == 0:  # ESPnet end detection on yseq lengths (sos + tokens + eos)
             best_by_length[:, step + 2] = top.masked_fill(~ended, -torch.inf).max(dim=1).values
@@ -290,33 +284,39 @@ def beam_search(
                 recent = best_by_length[:, step - 2 : step + 1]
                 far = recent.isfinite() & (recent - best_ended[:, None] < END_DETECT_MARGIN)
                 finished |= far.all(dim=1)
+        sources = torch.arange(rows, device=device)[:, None] * beam + parent  # decoder rows
+        psi = psi_full.view(rows, -1).gather(1, flat) if use_ctc else None
+        keep = None
         if finished.any():  # the one host synchronisation per step
             keep = (~finished).nonzero().squeeze(1)
             if len(keep) == 0:
                 break
-            utterances, score, last = utterances[keep], score[keep], last[keep]
-            dec_total, ctc_total, limit, floor = (
-                dec_total[keep],
-                ctc_total[keep],
-                limit[keep],
-                floor[keep],
+            utterances, score, last, limit, floor = (
+                t[keep] for t in (utterances, score, last, limit, floor)
+            )
+            dec_total, ctc_total, sources, parent = (
+                t[keep] for t in (dec_total, ctc_total, sources, parent)
             )
             best_by_length, best_ended = best_by_length[keep], best_ended[keep]
-            if use_decoder:
-                dec_state = _select_utterances(dec_state, keep, beam)
             if use_ctc:
-                scorer, ctc_state = scorer.select(keep), ctc_state.select(keep)
+                scorer, ctc_state, psi = scorer.select(keep), ctc_state.select(keep), psi[keep]
+        if use_decoder:
+            dec_state = _reorder(dec_state, sources.flatten(), keep)
+        if use_ctc:
+            ctc_state = scorer.extend(ctc_state, parent, last, psi, step)
     return _collect(history, batch, eos, use_decoder, use_ctc, options.penalty)
 
 
-def _select_utterances(state, keep: Tensor, beam: int):
-    """Keep the decoder-state rows and memory of the utterances ``keep``."""
-    rows = (keep[:, None] * beam + torch.arange(beam, device=keep.device)).flatten()
+def _reorder(state, rows: Tensor, utterances: Tensor | None):
+    """Decoder state of the hypotheses ``rows``; with ``utterances``, keep only their memory
+    (one copy of the cache for reordering and dropping finished utterances together)."""
+    if utterances is None:
+        return state.select(rows)
     return replace(
         state,
         self_kv=[(k[rows], v[rows]) for k, v in state.self_kv],
-        memory_kv=[(k[keep], v[keep]) for k, v in state.memory_kv],
-        memory_mask=None if state.memory_mask is None else state.memory_mask[keep],
+        memory_kv=[(k[utterances], v[utterances]) for k, v in state.memory_kv],
+        memory_mask=None if state.memory_mask is None else state.memory_mask[utterances],
     )
 
 
