@@ -92,7 +92,7 @@ class CTCPrefixScorer:
         parts = []
         for ids in candidates.split(chunk, dim=2):
             x_c = self._frames(ids.reshape(batch, -1), length).view(batch, hyps, -1, span)
-            parts.append(torch.logsumexp(x_c + phi, dim=-1))
+            parts.append(torch.logsumexp(x_c.add_(phi), dim=-1))  # x_c is a fresh copy
         psi = torch.cat(parts, dim=2)
         if length > 0:  # repeating the last token needs a blank in between
             x_last = self._frames(state.last, length)
