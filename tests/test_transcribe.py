@@ -107,9 +107,12 @@ def test_cli_transcribe_equals_the_api(capsys, model, files, modality):
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     expected = model.transcribe(
-        video=str(files["mp4"]), audio=str(files["wav"]), modality=modality or "av",
-        beam_size=4, ctc_weight=0.2,
-    )  # fmt: skip
+        video=str(files["mp4"]),
+        audio=str(files["wav"]),
+        modality=modality or "av",
+        beam_size=4,
+        ctc_weight=0.2,
+    )
     assert out == expected + "\n" and expected
 
 
@@ -183,6 +186,15 @@ def test_cli_tokenizer_train(capsys, tmp_path):
     tokenizer = Tokenizer.from_sentencepiece(out)
     assert tokenizer.vocab_size == 62
     assert tokenizer.decode(tokenizer.encode("the cat sat")) == "THE CAT SAT"
-    code, _, err = run_cli(capsys, "tokenizer", "train", "--input", tmp_path / "no.txt",
-                           "--vocab-size", 60, "--out", out)  # fmt: skip
+    code, _, err = run_cli(
+        capsys,
+        "tokenizer",
+        "train",
+        "--input",
+        tmp_path / "no.txt",
+        "--vocab-size",
+        60,
+        "--out",
+        out,
+    )
     assert code == 2 and "no.txt: file not found" in err

@@ -271,9 +271,15 @@ def beam_search(
         at_limit = (step == limit - 1)[:, None]
         ended = (token == eos) | at_limit
         history.record(
-            step, utterances, token=token, parent=parent, score=top, decoder=dec_total,
-            ctc=ctc_total, ended=ended,
-        )  # fmt: skip
+            step,
+            utterances,
+            token=token,
+            parent=parent,
+            score=top,
+            decoder=dec_total,
+            ctc=ctc_total,
+            ended=ended,
+        )
 
         score, last = top.masked_fill(ended, -torch.inf), token
         finished = at_limit[:, 0] | ended.all(dim=1)

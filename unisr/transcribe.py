@@ -109,6 +109,8 @@ def prepare_inputs(model, video, audio, streams) -> tuple[Tensor | None, Tensor 
     """Model inputs for a list of utterances: padded video (B, T, H, W), audio (B, 640 T) and
     valid frames (B,), each input present only if one of ``streams`` needs it."""
     count = len(video) if video is not None else len(audio)
+    if count == 0:
+        raise UnisrError("an empty list of inputs")
     if video is not None and audio is not None and len(video) != len(audio):
         raise UnisrError(f"{len(video)} videos but {len(audio)} audios")
     need_v = any("v" in s for s in streams)
@@ -123,8 +125,10 @@ def prepare_inputs(model, video, audio, streams) -> tuple[Tensor | None, Tensor 
             frames = len(v) if v is not None else math.ceil(len(a) / SAMPLES_PER_FRAME)
             audios.append(torch.from_numpy(fit_audio(a, frames)))
         videos.append(v)
-    lengths = torch.tensor([len(a) // SAMPLES_PER_FRAME for a in audios] if not need_v else
-                           [len(v) for v in videos])  # fmt: skip
+    if need_v:
+        lengths = torch.tensor([len(v) for v in videos])
+    else:
+        lengths = torch.tensor([len(a) // SAMPLES_PER_FRAME for a in audios])
     frames = int(lengths.max())
     device = model.device
     video_batch = audio_batch = None
@@ -191,9 +195,8 @@ def features(model, video=None, audio=None, streams: tuple[str, ...] | None = No
     """Encoder outputs (T, D) of one utterance for each of ``streams`` (default: every stream
     the given inputs allow)."""
     if streams is None:
-        streams = ("v", "a", "av") if video is not None and audio is not None else (
-            ("v",) if audio is None else ("a",)
-        )  # fmt: skip
+        given = tuple(s for s, x in (("v", video), ("a", audio)) if x is not None)
+        streams = ("v", "a", "av") if len(given) == 2 else given
     for stream in streams:
         resolve_modality(stream, video, audio)
     video_t, audio_t, _ = prepare_inputs(
