@@ -200,7 +200,7 @@ class Take:
             light_angle=float(u(0, 2 * np.pi)),
             brightness=float(u(0.85, 1.15)),
             blur=float(u(0.3, 1.1)),
-            noise=float(u(0.5, 4.0) if not harsh else u(3.0, 6.0)),
+            noise=float(u(0.3, 2.0) if not harsh else u(2.0, 5.0)),
         )
 
 
@@ -416,16 +416,24 @@ def render(
     ys = np.arange(-c, c, dtype=np.float32)[None, :, None] + 0.5
     xs = np.arange(-c, c, dtype=np.float32)[None, None, :] + 0.5
     gap = face.max_open * p["open"]
+    canvas = np.repeat(_skin(face)[None], n, axis=0)
     # lower face (chin, the crease under the lower lip) follows the jaw; the shading terms are
-    # separable (a function of y and t times a function of x), which keeps them cheap
-    ylow = ys - (0.7 * gap + face.jaw * p["jaw"])
+    # separable (a function of y and t times one of x) and drawn only where they are not ~0
+    w = int(max(face.mouth_width * 1.1, 26.0)) + 1
+    x_low = xs[:, :, c - w : c + w]
+    ylow = ys[:, c:] - (0.7 * gap + face.jaw * p["jaw"])
     crease = np.exp(-np.square((ylow - face.lower_lip - 5.5) / 2.8))
     chin = np.exp(-np.square((ylow - 27) / 9.0))
-    canvas = _skin(face)[None] - 20 * crease * _bump(xs / (face.mouth_width * 1.1))
-    canvas += 14 * chin * _bump(xs / 26.0)
+    canvas[:, c:, c - w : c + w] += 14 * chin * _bump(x_low / 26.0) - 20 * crease * _bump(
+        x_low / (face.mouth_width * 1.1)
+    )
     width = face.mouth_width * (1 + 0.12 * p["spread"] - 0.22 * p["round"])
-    corner_x = np.exp(-np.square(np.abs(xs) - width) / 5.0)
-    canvas -= 22 * corner_x * np.exp(-2 * np.square(ys + face.smile) / 5.0)
+    w = int(face.mouth_width * 1.15) + 9
+    rows = slice(c - 8 - int(face.smile), c + 8 - int(face.smile))
+    corner_x = np.exp(-np.square(np.abs(xs[:, :, c - w : c + w]) - width) / 5.0)
+    canvas[:, rows, c - w : c + w] -= (
+        22 * corner_x * np.exp(-2 * np.square(ys[:, rows] + face.smile) / 5.0)
+    )
     # the mouth box
     top, bottom = c - 28, c + 44
     half = int(face.mouth_width * 1.15) + 3

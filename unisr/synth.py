@@ -24,7 +24,9 @@ import json
 import os
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -41,7 +43,7 @@ from .tokenizer import Tokenizer, normalize_text
 SPLITS = ("train_labelled", "train_unlabelled", "val", "test", "test_long", "test_ood")
 DOMAINS = ("grid", "open", "both")
 TAG = "synth"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # bump when the same settings would render a different corpus
 
 # GRID-like command grammar: command, colour, preposition, letter (no W), digit, adverb
 GRID_SLOTS = (
@@ -93,9 +95,12 @@ def _counts(lab: int, unlab: int, val: int, test: int, long: int, ood: int) -> d
 SIZES: dict[str, Size] = {
     # a few seconds of work: used by the tests
     "test": Size(_counts(8, 12, 2, 2, 2, 3), 4, 2, 2, babble_seconds=8.0, long_buckets=(1, 5)),
-    "tiny": Size(_counts(300, 2000, 60, 100, 40, 100), 24, 8, 8, babble_seconds=60.0),
-    "small": Size(_counts(400, 2400, 120, 200, 50, 150), 100, 20, 20, 12, 300.0),
-    "medium": Size(_counts(2000, 12000, 300, 600, 100, 400), 300, 40, 40, 16, 600.0),
+    # ~1.6 h; the CPU demo (grid domain)
+    "tiny": Size(_counts(200, 1400, 50, 100, 30, 60), 20, 8, 8, babble_seconds=60.0),
+    # ~3 h; <= 10 min on 2 cores
+    "small": Size(_counts(400, 2700, 100, 200, 50, 150), 100, 20, 20, 12, 300.0),
+    # ~15 h
+    "medium": Size(_counts(2000, 13500, 300, 600, 100, 400), 300, 40, 40, 16, 600.0),
 }
 DEFAULT_VOCAB = {"grid": 96, "open": 256, "both": 256}
 
@@ -339,25 +344,26 @@ def build_utterance(out: Path, utt: Utterance) -> dict:
     return meta
 
 
-def make_babble(corpus: Corpus, seconds: float) -> np.ndarray:
-    """Babble: the sum of every babble speaker talking continuously (open-domain sentences,
-    random start offsets), each at equal loudness, scaled to -20 dBFS RMS."""
-    texts = TextSource()
-    n = int(seconds * SAMPLE_RATE)
-    mix = np.zeros(n, np.float32)
-    for index, speaker in enumerate(corpus.babble):
-        rng = _rng(corpus.seed, 2000, index)
-        stream, total = [], 0
-        while total < n + SAMPLE_RATE:
-            spoken, _, _ = texts.draw(rng, "open", "test")
-            clip = synthesize(spoken, speaker.voice).audio
-            clip = np.pad(clip, (0, int(rng.uniform(0.05, 0.3) * SAMPLE_RATE)))
-            stream.append(clip)
-            total += len(clip)
-        voice = np.concatenate(stream)
-        start = int(rng.integers(0, len(voice) - n))
-        voice = voice[start : start + n]
-        mix += voice / (np.sqrt(np.mean(voice**2)) + 1e-9)
+def babble_voice(seed: int, index: int, speaker: Speaker, seconds: float) -> np.ndarray:
+    """One babble speaker talking continuously (open-domain sentences, short gaps) for
+    ``seconds`` from a random starting point, scaled to unit RMS."""
+    rng = _rng(seed, 2000, index)
+    texts, n = TextSource(), int(seconds * SAMPLE_RATE)
+    stream, total = [], 0
+    while total < n + SAMPLE_RATE:
+        spoken, _, _ = texts.draw(rng, "open", "test")
+        clip = synthesize(spoken, speaker.voice).audio
+        stream.append(np.pad(clip, (0, int(rng.uniform(0.05, 0.3) * SAMPLE_RATE))))
+        total += len(stream[-1])
+    voice = np.concatenate(stream)
+    start = int(rng.integers(0, len(voice) - n))
+    voice = voice[start : start + n]
+    return voice / (np.sqrt(np.mean(voice**2)) + 1e-9)
+
+
+def mix_babble(voices: list[np.ndarray]) -> np.ndarray:
+    """Babble: the sum of equally loud voices, scaled to -20 dBFS RMS."""
+    mix = np.sum(voices, axis=0)
     return (mix * 0.1 / (np.sqrt(np.mean(mix**2)) + 1e-9)).astype(np.float32)
 
 
@@ -398,6 +404,10 @@ def _work(args: tuple[Path, Utterance]) -> dict:
     return build_utterance(*args)
 
 
+def _starmap(func, jobs):
+    return [func(*job) for job in jobs]
+
+
 def build_corpus(
     out: str | Path,
     size: str = "tiny",
@@ -418,25 +428,25 @@ def build_corpus(
     todo = corpus.utterances[:limit] if limit is not None else corpus.utterances
     metas: dict[str, dict] = {}
     bar = tqdm(total=len(todo), desc=f"synth {size}/{domain}", unit="utt", disable=not progress)
-    jobs = [(out, u) for u in todo]
-    if workers <= 1:
-        for job in jobs:
-            meta = _work(job)
+    babble_path = out / "noise" / "babble.wav"
+    finish = limit is None or limit >= len(corpus.utterances)
+    babble_jobs = []
+    if finish and not babble_path.is_file():
+        seconds = SIZES[size].babble_seconds
+        babble_jobs = [(seed, i, spk, seconds) for i, spk in enumerate(corpus.babble)]
+    with get_context("spawn").Pool(workers) if workers > 1 else nullcontext() as pool:
+        imap = partial(pool.imap_unordered, chunksize=4) if pool else map
+        starmap = pool.starmap if pool else _starmap
+        for meta in imap(_work, [(out, u) for u in todo]):
             metas[meta["id"]] = meta
             bar.update()
-    else:
-        with get_context("spawn").Pool(workers) as pool:
-            for meta in pool.imap_unordered(_work, jobs, chunksize=4):
-                metas[meta["id"]] = meta
-                bar.update()
-    bar.close()
-    if limit is not None and limit < len(corpus.utterances):
-        return {}
-
-    babble_path = out / "noise" / "babble.wav"
-    if not babble_path.is_file():
+        bar.close()
+        if not finish:
+            return {}
+        voices = starmap(babble_voice, babble_jobs)
+    if babble_jobs:
         babble_path.parent.mkdir(exist_ok=True)
-        write_audio(_partial(babble_path), make_babble(corpus, SIZES[size].babble_seconds))
+        write_audio(_partial(babble_path), mix_babble(voices))
         os.replace(_partial(babble_path), babble_path)
 
     labelled = [u.text for u in corpus.utterances if u.split == "train_labelled"]
