@@ -21,8 +21,8 @@ from unisr.mouth import (
 from unisr.speech import MAX_CLOSURE, PAUSE, Phone, SpeechError, Voice, synthesize
 from unisr.synth import (
     GRID_SLOTS,
-    LETTER_NAMES,
     OOD_ACCENTS,
+    SPOKEN,
     TRAIN_ACCENTS,
     load_sentences,
     make_speaker,
@@ -67,6 +67,13 @@ def test_stop_closure_belongs_to_the_stop():
     assert phones[b].end - phones[b].start > 0.04  # closure + burst, not the burst alone
 
 
+def test_grid_letters_are_said_by_their_names():
+    names = {"A": "eɪ", "B": "b iː", "F": "ɛ f", "I": "aɪ", "Q": "k j uː", "Z": "z iː"}
+    for letter, phones in names.items():
+        said = synthesize(f"at {SPOKEN.get(letter, letter)} two", Voice()).phones
+        assert phones in " ".join(p.symbol for p in said if p.symbol != PAUSE), letter
+
+
 def test_voice_errors_and_padding():
     with pytest.raises(SpeechError):
         synthesize("hello", Voice(language="xx-nonexistent"))
@@ -83,7 +90,7 @@ def test_voice_errors_and_padding():
 
 def test_every_phone_espeak_produces_has_a_viseme():
     sentences = load_sentences()[::150] + [
-        " ".join(LETTER_NAMES.get(w, w) for w in slot) for slot in GRID_SLOTS
+        " ".join(SPOKEN.get(w, w) for w in slot) for slot in GRID_SLOTS
     ]
     unknown = set()
     for accent in TRAIN_ACCENTS + OOD_ACCENTS:

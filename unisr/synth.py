@@ -43,7 +43,7 @@ from .tokenizer import Tokenizer, normalize_text
 SPLITS = ("train_labelled", "train_unlabelled", "val", "test", "test_long", "test_ood")
 DOMAINS = ("grid", "open", "both")
 TAG = "synth"
-FORMAT_VERSION = 2  # bump when the same settings would render a different corpus
+FORMAT_VERSION = 3  # bump when the same settings would render a different corpus
 
 # GRID-like command grammar: command, colour, preposition, letter (no W), digit, adverb
 GRID_SLOTS = (
@@ -54,15 +54,8 @@ GRID_SLOTS = (
     ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
     ("again", "now", "please", "soon"),
 )
-# how eSpeak should say each letter (a bare "A" is read as the article)
-LETTER_NAMES = dict(
-    zip(
-        "ABCDEFGHIJKLMNOPQRSTUVXYZ",
-        "ay bee see dee ee eff jee aitch eye jay kay ell em en oh pee cue are ess tee you vee "
-        "ex why zee".split(),
-        strict=True,
-    )
-)
+# eSpeak says a capital letter by its name, except "A", which it reads as the article
+SPOKEN = {"A": "eigh"}
 
 # eSpeak NG voices. Training speakers use the first lists; out-of-domain and babble speakers
 # use accents and variants never heard in training.
@@ -184,7 +177,7 @@ class TextSource:
             words = [slot[rng.integers(len(slot))] for slot in GRID_SLOTS]
             text = " ".join(words)
             if _pool_of(text) == pool:
-                spoken = " ".join(LETTER_NAMES.get(w, w) for w in words)
+                spoken = " ".join(SPOKEN.get(w, w) for w in words)
                 return spoken, normalize_text(text), "grid"
 
 
