@@ -27,7 +27,7 @@ from unisr.synth import build_corpus, format_summary, plan_corpus, speak
 
 def stage_costs(size: str, domain: str, n: int = 40) -> dict[str, float]:
     """Milliseconds per video frame of each stage, on ``n`` utterances of the plan."""
-    plan = plan_corpus("unused", size, domain, seed=0)
+    plan = plan_corpus(size, domain, seed=0)
     utts = plan.utterances[:: max(len(plan.utterances) // n, 1)][:n]
     totals = dict.fromkeys(("speech", "articulation", "drawing", "writing"), 0.0)
     frames = 0

@@ -25,7 +25,6 @@ from .speech import PAUSE, Phone
 
 SIZE = 96
 PARAMS = ("open", "jaw", "spread", "round", "upper_teeth", "lower_teeth", "tongue", "tip", "tuck")
-_P = {name: i for i, name in enumerate(PARAMS)}
 # which dominance group each parameter uses: 0 aperture, 1 lip shape, 2 teeth/tongue
 _GROUP = np.array([0, 0, 1, 1, 2, 2, 2, 2, 0])
 

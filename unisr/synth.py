@@ -130,7 +130,6 @@ class Utterance:
 class Corpus:
     """The plan of a corpus: speakers and utterances, before anything is rendered."""
 
-    out: Path
     size: str
     domain: str
     seed: int
@@ -207,15 +206,16 @@ def make_speaker(seed: int, pool: str, index: int) -> Speaker:
 
 
 def plan_corpus(
-    out: str | Path, size: str = "tiny", domain: str = "grid", seed: int = 0, vocab_size=None
+    size: str = "tiny", domain: str = "grid", seed: int = 0, vocab_size: int | None = None
 ) -> Corpus:
-    """Decide every speaker and utterance of a corpus (cheap; nothing is synthesised)."""
+    """Decide every speaker and utterance of a corpus. Nothing is rendered; only the labelled
+    and test_long texts are spoken once (audio discarded), to measure their lengths."""
     if size not in SIZES:
         raise UnisrError(f"unknown corpus size {size!r} (choose from {', '.join(SIZES)})")
     if domain not in DOMAINS:
         raise UnisrError(f"unknown text domain {domain!r} (choose from {', '.join(DOMAINS)})")
     spec = SIZES[size]
-    corpus = Corpus(Path(out), size, domain, seed, vocab_size or DEFAULT_VOCAB[domain])
+    corpus = Corpus(size, domain, seed, vocab_size or DEFAULT_VOCAB[domain])
     pools = {
         "train": [make_speaker(seed, "train", i) for i in range(spec.train_speakers)],
         "heldout": [make_speaker(seed, "heldout", i) for i in range(spec.heldout_speakers)],
@@ -282,6 +282,12 @@ def _partial(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Write under a temporary name, then rename: readers never see half a file."""
+    _partial(path).write_text(text, encoding="utf-8")
+    os.replace(_partial(path), path)
+
+
 def _paths(out: Path, utt: Utterance) -> tuple[Path, Path, Path]:
     base = out / utt.split / utt.id
     return base.with_suffix(".mp4"), base.with_suffix(".wav"), base.with_suffix(".json")
@@ -330,8 +336,7 @@ def build_utterance(out: Path, utt: Utterance) -> dict:
     mp4.parent.mkdir(parents=True, exist_ok=True)
     write_audio(_partial(wav), audio)
     os.replace(_partial(wav), wav)
-    _partial(meta_path).write_text(json.dumps(meta))
-    os.replace(_partial(meta_path), meta_path)
+    _write_text(meta_path, json.dumps(meta))
     write_video(_partial(mp4), frames)
     os.replace(_partial(mp4), mp4)
     return meta
@@ -381,7 +386,7 @@ def _check_config(out: Path, corpus: Corpus) -> None:
             )
         return
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=1))
+    _write_text(path, json.dumps(config, indent=1))
 
 
 def _clean_partials(out: Path) -> int:
@@ -415,7 +420,7 @@ def build_corpus(
     many utterances have been rendered (for benchmarks and tests of resumption)."""
     start = time.time()
     out = Path(out)
-    corpus = plan_corpus(out, size, domain, seed, vocab_size)
+    corpus = plan_corpus(size, domain, seed, vocab_size)
     _check_config(out, corpus)
     repaired = _clean_partials(out)
     todo = corpus.utterances[:limit] if limit is not None else corpus.utterances
@@ -445,13 +450,12 @@ def build_corpus(
     labelled = [u.text for u in corpus.utterances if u.split == "train_labelled"]
     tokenizer = Tokenizer.train(labelled, corpus.vocab_size, out / "tokenizer.model")
     write_manifests(out, corpus, metas, tokenizer)
-    (out / "speakers.json").write_text(
-        json.dumps([asdict(s) for s in corpus.speakers + corpus.babble], indent=1)
-    )
+    speakers = [asdict(s) for s in corpus.speakers + corpus.babble]
+    _write_text(out / "speakers.json", json.dumps(speakers, indent=1))
     summary = summarize(corpus, metas, tokenizer)
     summary["build_seconds"] = round(time.time() - start, 1)
     summary["repaired_partial_files"] = repaired
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    _write_text(out / "summary.json", json.dumps(summary, indent=1))  # last: marks it complete
     return summary
 
 
