@@ -2,7 +2,8 @@
 
 The library and its voice data come from the ``espeakng-loader`` wheel (no system package). One
 synthesis call returns 16 kHz mono audio plus the start and end time of every phoneme and word,
-taken from the library's own synthesis events, so audio and timings share one clock.
+taken from the library's own synthesis events, so audio and timings share one clock. The same
+text and voice always give the same samples (see :class:`_Engine`).
 """
 
 from __future__ import annotations
@@ -22,17 +23,14 @@ from .media import SAMPLE_RATE, resample
 
 ESPEAK_RATE = 22050  # what standard (non-MBROLA) voices synthesise at
 PAUSE = "_"  # phone symbol used for silence
+STOPS = frozenset("p b t d k ɡ g tʃ dʒ".split())
+MAX_CLOSURE = 0.12  # s; a longer silence before a stop is a real pause, not its closure
 
 # speak_lib.h constants
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INIT_PHONEME_EVENTS, _INIT_PHONEME_IPA = 0x1, 0x2
-_EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_END, _EVENT_MSG_TERMINATED, _EVENT_PHONEME = (
-    0,
-    1,
-    5,
-    6,
-    7,
-)
+_EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_END = 0, 1, 5
+_EVENT_MSG_TERMINATED, _EVENT_PHONEME = 6, 7
 _POS_CHARACTER, _CHARS_UTF8 = 1, 1
 _RATE, _VOLUME, _PITCH, _RANGE, _WORDGAP = 1, 2, 3, 4, 7
 
@@ -245,10 +243,6 @@ def _merge_pauses(phones: list[Phone]) -> list[Phone]:
         else:
             out.append(p)
     return out
-
-
-STOPS = frozenset("p b t d k ɡ g tʃ dʒ".split())
-MAX_CLOSURE = 0.12  # s; a longer silence before a stop is a real pause
 
 
 def _attach_closures(phones: list[Phone]) -> list[Phone]:
