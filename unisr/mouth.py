@@ -211,9 +211,6 @@ def _segments(phones: list[Phone]) -> list[tuple[str, float, float, int]]:
     out = []
     for p in phones:
         parts = visemes_of(p.symbol)
-        if len(parts) == 1:
-            out.append((parts[0], p.start, p.end, p.stress))
-            continue
         dur = p.end - p.start
         bounds = [p.start] + [
             p.start + dur * (0.6 + 0.4 * i / (len(parts) - 1)) for i in range(len(parts) - 1)

@@ -25,6 +25,7 @@ ESPEAK_RATE = 22050  # what standard (non-MBROLA) voices synthesise at
 PAUSE = "_"  # phone symbol used for silence
 STOPS = frozenset("p b t d k ɡ g tʃ dʒ".split())
 MAX_CLOSURE = 0.12  # s; a longer silence before a stop is a real pause, not its closure
+TYPICAL_CLOSURE = 0.06  # s; the closure given to a stop after a real pause
 
 # speak_lib.h constants
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -246,16 +247,27 @@ def _merge_pauses(phones: list[Phone]) -> list[Phone]:
 
 
 def _attach_closures(phones: list[Phone]) -> list[Phone]:
-    """eSpeak marks the closure of a stop as a short silence before the stop's burst; make it
-    part of the stop (as phonetic segmentations do), so a /b/ spans its closed-lips interval."""
+    """Give every stop its closure, as phonetic segmentations do (a /b/ then spans its
+    closed-lips interval). eSpeak marks a closure as a silence before the burst: a short one
+    becomes part of the stop; of a longer one (a real pause) the stop takes TYPICAL_CLOSURE.
+    After a sounding phone the stop is often only its burst, the closure hidden in the phone
+    before: the stop then takes up to TYPICAL_CLOSURE from it (at most half of it)."""
     out: list[Phone] = []
     for p in phones:
         prev = out[-1] if out else None
-        is_closure = prev is not None and prev.symbol == PAUSE and len(out) > 1
-        if is_closure and p.symbol in STOPS and prev.end - prev.start <= MAX_CLOSURE:
-            out[-1] = replace(p, start=prev.start)
-        else:
+        if prev is None or p.symbol not in STOPS:
             out.append(p)
+            continue
+        if prev.symbol == PAUSE and prev.end - prev.start <= MAX_CLOSURE:
+            out[-1] = replace(p, start=prev.start)
+            continue
+        if prev.symbol == PAUSE:
+            start = prev.end - TYPICAL_CLOSURE
+        else:
+            start = max(p.end - TYPICAL_CLOSURE, (prev.start + prev.end) / 2)
+        start = min(start, p.start)
+        out[-1] = replace(prev, end=start)
+        out.append(replace(p, start=start))
     return out
 
 

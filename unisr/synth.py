@@ -43,7 +43,7 @@ from .tokenizer import Tokenizer, normalize_text
 SPLITS = ("train_labelled", "train_unlabelled", "val", "test", "test_long", "test_ood")
 DOMAINS = ("grid", "open", "both")
 TAG = "synth"
-FORMAT_VERSION = 3  # bump when the same settings would render a different corpus
+FORMAT_VERSION = 4  # bump when the same settings would render a different corpus
 
 # GRID-like command grammar: command, colour, preposition, letter (no W), digit, adverb
 GRID_SLOTS = (
