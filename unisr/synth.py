@@ -379,6 +379,11 @@ def _check_config(out: Path, corpus: Corpus) -> None:
     path = out / "synth.json"
     if path.is_file():
         old = json.loads(path.read_text())
+        if old.get("format") != FORMAT_VERSION:
+            raise UnisrError(
+                f"{out} holds a corpus made by another version of unisr synth (format "
+                f"{old.get('format')}, now {FORMAT_VERSION}): delete it or choose another --out"
+            )
         if old != config:
             raise UnisrError(
                 f"{out} holds a corpus built with {old}, not {config}: "
