@@ -51,10 +51,10 @@ def make_batch(model: UnifiedModel, count: int, seed: int) -> tuple[torch.Tensor
     return encoded, lengths
 
 
-def timed(fn) -> float:
+def timed(fn) -> tuple[float, object]:
     start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    result = fn()
+    return time.perf_counter() - start, result
 
 
 def measure(model, encoded, lengths, options: DecodingOptions, repeats: int) -> dict:
@@ -67,11 +67,13 @@ def measure(model, encoded, lengths, options: DecodingOptions, repeats: int) -> 
         for item, n in zip(encoded, lengths.tolist()):
             decode_encoded(model, item[None, :n], None, "av", options)
 
-    tokens = statistics.mean(len(nbest[0].tokens) for nbest in batched())  # also a warm-up
+    decode_encoded(model, encoded[:2], lengths[:2], "av", options)  # warm-up
     times = {"batched": [], "single": []}
     for _ in range(repeats):
-        times["batched"].append(timed(batched))
-        times["single"].append(timed(one_at_a_time))
+        seconds, results = timed(batched)
+        times["batched"].append(seconds)
+        times["single"].append(timed(one_at_a_time)[0])
+    tokens = statistics.mean(len(nbest[0].tokens) for nbest in results)
     return {name: statistics.median(values) for name, values in times.items()} | {"tokens": tokens}
 
 
