@@ -14,6 +14,9 @@ with two); all ended hypotheses are kept and sorted by score. ``ctc_weight`` 0 i
 1 pure CTC. Hypotheses are rows of fixed-size (utterances, beam) tensors; rows whose hypothesis
 ended carry a score of -inf until a later step refills them, and finished utterances leave the
 batch. The only host synchronisation per step is the check for finished utterances.
+
+One deliberate difference: ``minlenratio`` is applied (eos is masked before that many tokens);
+the official code computes the bound but never uses it. With the default 0 the two agree.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ def decode_encoded(
     if options.method == "ctc":
         logp = model.ctc_logits(encoded, stream).float().log_softmax(-1)
         tokens, counts, scores = ctc_greedy(logp, lengths)
-        found = [([(seq, {"ctc": s}, s, True)]) for seq, s in zip(_rows(tokens, counts), scores)]
+        found = [[(seq, {"ctc": s}, s, True)] for seq, s in zip(_rows(tokens, counts), scores)]
     elif options.method == "greedy":
         host = lengths.tolist()
         limits = torch.tensor(max_lengths(host, options.maxlenratio), device=encoded.device)
