@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from unisr.config import model_config
+from unisr.ctc_prefix import CTCPrefixScorer
 from unisr.decoding import DecodingOptions, ctc_greedy, decode_encoded
 from unisr.errors import UnisrError
 from unisr.model import UnifiedModel
@@ -194,3 +195,59 @@ def test_nbest_and_minimum_length(tiny):
 def test_bad_options_are_user_errors(bad):
     with pytest.raises(UnisrError):
         DecodingOptions(**bad)
+
+
+def naive_state(x, prefix):
+    """Forward log-probabilities (r_n, r_b) of a prefix, frame by frame (float64, T x V)."""
+    frames = len(x)
+    r_n, r_b = torch.full((frames,), -torch.inf, dtype=x.dtype), x[:, 0].cumsum(0)
+    for i, token in enumerate(prefix):
+        phi = r_b if i and token == prefix[i - 1] else torch.logaddexp(r_n, r_b)
+        n, b = torch.full_like(r_n, -torch.inf), torch.full_like(r_b, -torch.inf)
+        n[0] = x[0, token] if i == 0 else -torch.inf
+        for t in range(1, frames):
+            n[t] = torch.logaddexp(n[t - 1], phi[t - 1]) + x[t, token]
+            b[t] = torch.logaddexp(n[t - 1], b[t - 1]) + x[t, 0]
+        r_n, r_b = n, b
+    return r_n, r_b
+
+
+def naive_psi(x, prefix, token):
+    r_n, r_b = naive_state(x, prefix)
+    phi = r_b if prefix and token == prefix[-1] else torch.logaddexp(r_n, r_b)
+    terms = [phi[t - 1] + x[t, token] for t in range(1, len(x))]
+    return torch.logsumexp(torch.stack(terms + ([x[0, token]] if not prefix else [])), 0)
+
+
+def test_ctc_prefix_scores_match_the_definition():
+    """Scores of every token after prefixes built by ``extend``, against the frame-by-frame
+    definition; includes a token so unlikely after frame 0 that the matrix product underflows,
+    and prefixes longer than the short utterance's valid frames."""
+    torch.manual_seed(1)
+    lengths, vocab, hyps = torch.tensor([9, 4]), 7, 3
+    logits = torch.randn(2, 9, vocab) * 3
+    logits[:, 1:, 5] = -2000.0
+    logp = logits.log_softmax(-1)
+    scorer = CTCPrefixScorer(logp, lengths)
+    state = scorer.initial_state(hyps)
+    prefixes = [[[3, 3, 2, 6, 4], [2, 4, 4, 1, 6], [6, 1, 3, 3, 2]], [[1, 2, 3, 6, 1]] * 3]
+    candidates = torch.arange(vocab).expand(2, hyps, vocab)
+    for length in range(5):
+        psi, psi_eos = scorer.score(state, candidates, length)
+        for b, n in enumerate(lengths.tolist()):
+            x = logp[b, :n].double()
+            for k in range(hyps):
+                prefix = prefixes[b][k][:length]
+                want = [naive_psi(x, prefix, c) for c in range(1, vocab)]
+                got = psi[b, k, 1:].double()
+                finite = torch.stack(want).isfinite()
+                torch.testing.assert_close(
+                    got[finite], torch.stack(want)[finite], atol=1e-3, rtol=1e-5
+                )
+                assert (got[~finite] < -1e9).all()
+                r_n, r_b = naive_state(x, prefix)
+                want_eos = torch.logaddexp(r_n[-1], r_b[-1])
+                assert psi_eos[b, k].item() == pytest.approx(max(want_eos.item(), -1e10), abs=1e-3)
+        token = torch.tensor([[p[length] for p in rows] for rows in prefixes])
+        chosen = psi.gather(2, token[..., None])[..., 0]
+        state = scorer.extend(state, torch.arange(hyps).expand(2, hyps), token, chosen, length)

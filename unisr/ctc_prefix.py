@@ -25,7 +25,6 @@ import torch
 from torch import Tensor
 
 LOGZERO = -1e10  # the official "log zero": finite, so differences never give NaN
-CHUNK_ELEMENTS = 1 << 24  # bound on the (B, T, K, C) intermediate of one scoring call
 
 
 @dataclass
@@ -53,12 +52,18 @@ class CTCPrefixScorer:
         x = logp.float().masked_fill(padding[..., None], LOGZERO)
         x[..., blank] = logp[..., blank].float().masked_fill(padding, 0.0)
         self.x = x.transpose(1, 2).contiguous()  # (B, V, T): a token's frames are contiguous
+        # exp(x - its maximum over frames), float64 (B, T, V): prefix scores as a matrix product
+        self.x_max = x.amax(dim=1)
+        self.emit = (x - self.x_max[:, None, :]).double().exp()
         self.blank = blank
         self.last_frame = lengths.clamp(min=1)  # index of the last valid frame on the state axis
 
     def select(self, utterances: Tensor) -> CTCPrefixScorer:
         scorer = object.__new__(CTCPrefixScorer)
-        scorer.x, scorer.blank = self.x[utterances], self.blank
+        scorer.x, scorer.x_max, scorer.emit = (
+            t[utterances] for t in (self.x, self.x_max, self.emit)
+        )
+        scorer.blank = self.blank
         scorer.last_frame = self.last_frame[utterances]
         return scorer
 
@@ -80,20 +85,23 @@ class CTCPrefixScorer:
     def score(self, state: CTCState, candidates: Tensor, length: int) -> tuple[Tensor, Tensor]:
         """psi of each candidate extension (B, K, C) of prefixes of ``length`` tokens, and
         psi of ending each prefix with eos (B, K)."""
-        batch, hyps, _ = candidates.shape
+        hyps = candidates.shape[1]
         frames = self.x.shape[2]
         r_sum = torch.logaddexp(state.r_n, state.r_b)
         eos = r_sum.gather(2, self.last_frame.view(-1, 1, 1).expand(-1, hyps, 1))[..., 0]
         if length >= frames:
             return candidates.new_full(candidates.shape, LOGZERO, dtype=torch.float), eos
-        span = frames - length
-        phi = r_sum[:, :, None, length:frames]  # frames t - 1 for t >= length
-        chunk = max(1, CHUNK_ELEMENTS // max(1, batch * span * hyps))
-        parts = []
-        for ids in candidates.split(chunk, dim=2):
-            x_c = self._frames(ids.reshape(batch, -1), length).view(batch, hyps, -1, span)
-            parts.append(torch.logsumexp(x_c.add_(phi), dim=-1))  # x_c is a fresh copy
-        psi = torch.cat(parts, dim=2)
+        phi = r_sum[..., length:frames]  # frames t - 1 for t >= length
+        # logsumexp_t phi[t-1] + x[t, c] for every token at once: shift both terms by their
+        # maxima, multiply in float64 (B, K, T') @ (B, T', V), take the log, shift back
+        top = phi.amax(dim=-1, keepdim=True)
+        sums = torch.bmm((phi - top).double().exp(), self.emit[:, length:])
+        psi = (sums.log() + top.double() + self.x_max[:, None, :].double()).float()
+        lost = sums < torch.finfo(sums.dtype).tiny
+        if lost.any():  # underflow (e.g. only padding left): the exact logsumexp there
+            b, k, c = lost.nonzero(as_tuple=True)
+            psi[b, k, c] = torch.logsumexp(self.x[b, c, length:] + phi[b, k], dim=-1)
+        psi = psi.gather(2, candidates)
         if length > 0:  # repeating the last token needs a blank in between
             x_last = self._frames(state.last, length)
             psi_repeat = torch.logsumexp(x_last + state.r_b[..., length:frames], dim=-1)
