@@ -11,10 +11,11 @@ extension ``g + c`` is
 (Watanabe et al., 2017; the official USR 2.0 semantics). Frame ``-1`` is stored as index 0 of the
 time axis: the empty prefix has probability 1 there, which removes every special case of ``L = 0``.
 
-Everything is one tensor expression over (utterances, hypotheses, candidates, frames): the scores
-are a logsumexp over frames, and the new states of the chosen extensions solve their linear
-recursions in closed form with cumulative sums and ``logcumsumexp`` (float64, so that the large
-cumulative sums do not cost precision). There is no loop over frames or hypotheses.
+There is no loop over frames or hypotheses. The scores of every token after every hypothesis
+are one float64 matrix product per step, (B, K, T) x (B, T, V), of exponentials shifted by their
+maxima (with the exact logsumexp for any entry that underflows), and the new states of the chosen
+extensions solve their linear recursions in closed form with cumulative sums and
+``logcumsumexp`` (float64, so that the large cumulative sums do not cost precision).
 """
 
 from __future__ import annotations

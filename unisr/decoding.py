@@ -13,7 +13,8 @@ ended list; at the length limit eos is appended unscored (a hypothesis that chos
 with two); all ended hypotheses are kept and sorted by score. ``ctc_weight`` 0 is pure attention,
 1 pure CTC. Hypotheses are rows of fixed-size (utterances, beam) tensors; rows whose hypothesis
 ended carry a score of -inf until a later step refills them, and finished utterances leave the
-batch. The only host synchronisation per step is the check for finished utterances.
+batch. Host synchronisation per step: the check for finished utterances and the CTC scorer's
+check for underflow, nothing per hypothesis or frame.
 
 One deliberate difference: ``minlenratio`` is applied (eos is masked before that many tokens);
 the official code computes the bound but never uses it. With the default 0 the two agree.
