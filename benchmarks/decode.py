@@ -13,7 +13,7 @@ vocabulary instead; batched and one-at-a-time decoding make exactly the same ste
 
 Measured side by side in one run, each ``--repeats`` times (medians): joint CTC/attention beam
 search for every ``--beams`` size at ``--ctc-weight``, attention greedy and CTC greedy; on CPU
-with ``--threads`` threads, and on the GPU too when one is available.
+with each of ``--threads`` thread counts, and on the GPU too when one is available.
 
     .venv/bin/python benchmarks/decode.py [--repeats 3] [--write]
 """
@@ -77,7 +77,7 @@ def measure(model, encoded, lengths, options: DecodingOptions, repeats: int) -> 
     return {name: statistics.median(values) for name, values in times.items()} | {"tokens": tokens}
 
 
-def run(args: argparse.Namespace, device: torch.device) -> list[tuple]:
+def run(args: argparse.Namespace, device: torch.device, label: str) -> list[tuple]:
     torch.manual_seed(args.seed)
     model = UnifiedModel(model_config("base")).eval()
     encoded, lengths = make_batch(model, args.batch, args.seed)
@@ -93,9 +93,9 @@ def run(args: argparse.Namespace, device: torch.device) -> list[tuple]:
         options = replace(options, ctc_weight=args.ctc_weight, maxlenratio=args.maxlenratio)
         result = measure(model, encoded, lengths, options, args.repeats)
         rate = {k: args.batch / result[k] for k in ("batched", "single")}
-        rows.append((device.type.upper(), name, rate["batched"], rate["single"], result["tokens"]))
+        rows.append((label, name, rate["batched"], rate["single"], result["tokens"]))
         speedup = rate["batched"] / rate["single"]
-        print(f"{device.type} {name}: {rate['batched']:.2f} utt/s batched, ", end="")
+        print(f"{label} {name}: {rate['batched']:.2f} utt/s batched, ", end="")
         print(f"{rate['single']:.2f} one at a time, {speedup:.1f}x", flush=True)
     return rows
 
@@ -146,15 +146,17 @@ def main() -> None:
     parser.add_argument("--ctc-weight", type=float, default=0.1)
     parser.add_argument("--maxlenratio", type=float, default=0.15)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads")
+    parser.add_argument("--threads", type=int, nargs="+", default=[2], help="CPU thread counts")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="record the results in BENCHMARKS.md")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
-    rows = run(args, torch.device("cpu"))
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        rows += run(args, torch.device("cpu"), f"CPU, {threads} thread{'s' * (threads > 1)}")
     if torch.cuda.is_available():
-        rows += run(args, torch.device("cuda"))
+        rows += run(args, torch.device("cuda"), "GPU")
     load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     body = "\n".join(
         [
@@ -164,7 +166,7 @@ def main() -> None:
             f"Random-weight Base-shaped model, {args.batch} utterances of 50-150 frames (2-6 s), "
             f"AV stream, decoding from encoder outputs; maxlenratio {args.maxlenratio} (random "
             "weights never end a hypothesis, so this limit stands in for the length of real "
-            f"transcripts); CPU with {args.threads} threads; medians of {args.repeats} runs, "
+            f"transcripts); medians of {args.repeats} runs, "
             "batched and one-at-a-time runs alternated.",
             "",
             table(rows),
