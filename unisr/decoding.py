@@ -99,8 +99,10 @@ def decode_encoded(
     if encoded.shape[0] == 0:
         return []
     lengths = _valid_lengths(lengths, encoded)
-    if options.method == "ctc":
-        logp = model.ctc_logits(encoded, stream).float().log_softmax(-1)
+    if options.method == "ctc":  # the CTC head sees the valid frames only, not the padding
+        valid = _memory_mask(lengths, encoded.shape[1])
+        logp = encoded.new_zeros(*valid.shape, model.config.vocab_size, dtype=torch.float)
+        logp[valid] = model.ctc_logits(encoded[valid], stream).float().log_softmax(-1)
         tokens, counts, scores = ctc_greedy(logp, lengths)
         found = [[(seq, {"ctc": s}, s, True)] for seq, s in zip(_rows(tokens, counts), scores)]
     elif options.method == "greedy":
