@@ -198,3 +198,20 @@ def test_cli_tokenizer_train(capsys, tmp_path):
         out,
     )
     assert code == 2 and "no.txt: file not found" in err
+
+
+def test_cli_cropped_and_face_flags(capsys, files):
+    import importlib.util
+
+    base = ["transcribe", "--checkpoint", files["checkpoint"], "--video", files["mp4"]]
+    base += ["--modality", "av", "--method", "greedy"]
+    code, detected, err = run_cli(capsys, *base)
+    assert code == 0, err
+    code, forced, err = run_cli(capsys, *base, "--cropped")
+    assert code == 0 and forced == detected  # a mouth crop is used as it is, with its own sound
+    code, out, err = run_cli(capsys, *base, "--face")
+    assert code == 2 and out == ""
+    if importlib.util.find_spec("mediapipe") is None:
+        assert "unisr[prepare]" in err
+    else:
+        assert "no face" in err

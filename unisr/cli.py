@@ -48,6 +48,15 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ctc-weight", type=float, default=0.1)
     p.add_argument("--method", choices=["beam", "greedy", "ctc"], default="beam")
     p.add_argument("--device", default="cpu")
+    crop = p.add_mutually_exclusive_group()
+    crop.add_argument(
+        "--cropped", dest="cropped", action="store_const", const=True, default=None,
+        help="the video is already a mouth crop (default: detected)",
+    )  # fmt: skip
+    crop.add_argument(
+        "--face", dest="cropped", action="store_const", const=False,
+        help="the video shows a face: crop the mouth (needs the prepare extra)",
+    )  # fmt: skip
 
     def run(args: argparse.Namespace) -> int:
         from .transcribe import transcribe_cli

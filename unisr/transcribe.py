@@ -225,7 +225,12 @@ def transcribe_cli(args: argparse.Namespace) -> int:
         method=args.method, beam_size=args.beam, ctc_weight=args.ctc_weight
     )  # checked before the model loads
     model = _load(args)
-    print(transcribe(model, args.video, args.audio, args.modality, options))
+    video, audio = args.video, args.audio
+    if video is not None and args.cropped is not None:  # the user says what the video shows
+        if audio is None and args.modality in ("a", "av"):
+            audio = _audio_array(None, video)
+        video = read_mouth_video(video, cropped=args.cropped)
+    print(transcribe(model, video, audio, args.modality, options))
     return 0
 
 
