@@ -59,16 +59,10 @@ def read_audio(path: str | Path, sample_rate: int | None = SAMPLE_RATE) -> np.nd
     With ``sample_rate`` set, a file at another rate is an error (resample it when preparing the
     corpus; use :func:`resample` for ad-hoc inputs).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(path, "file not found")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise MediaError(path, f"cannot read audio ({err})") from None
+    audio, rate = read_audio_any_rate(path)
     if sample_rate is not None and rate != sample_rate:
         raise MediaError(path, f"sample rate is {rate} Hz, expected {sample_rate} Hz")
-    return data.mean(axis=1)
+    return audio
 
 
 def read_audio_any_rate(path: str | Path) -> tuple[np.ndarray, int]:
