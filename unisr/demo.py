@@ -20,16 +20,17 @@ DEFAULT_CORPUS = "data/synth_tiny_grid"
 
 
 def ensure_corpus(corpus: Path, workers: int) -> None:
-    """Build the tiny grid corpus unless a finished one is there, then decode the training clips
-    once into caches (training reads those instead of the mp4 files)."""
+    """Build the tiny grid corpus unless a finished one is there, then decode the labelled and
+    validation clips once into caches: training reads them many times. The unlabelled clips are
+    decoded as they come (the demo sees each of them about once)."""
     from .cache import build_cache, cache_dir_for
     from .manifest import read_manifest
     from .synth import build_corpus
 
     if not (corpus / "summary.json").is_file():
         print(f"building the tiny synthetic corpus in {corpus} ...", flush=True)
-        build_corpus(corpus, size="tiny", domain="grid", workers=workers)
-    for split in ("train_labelled", "train_unlabelled", "val"):
+        build_corpus(corpus.resolve(), size="tiny", domain="grid", workers=workers)
+    for split in ("train_labelled", "val"):
         manifest = corpus / f"{split}.tsv"
         if not (cache_dir_for(manifest) / "index.json").is_file():
             build_cache(read_manifest(manifest), cache_dir_for(manifest), workers=workers)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import replace
@@ -29,6 +30,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import yaml
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
@@ -274,6 +276,11 @@ class USRModule(pl.LightningModule):
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
+    def _pl_progress(self, step: int) -> tuple[int, int]:
+        """(step, length) of the pseudo-labelling phase, which the momentum and p_ar follow."""
+        start = self.cfg.teacher.start_step
+        return max(step - start, 0), max(self.total_steps - start, 1)
+
     def _backward(self, loss: torch.Tensor | None) -> bool:
         """Back-propagate one part; a missing part (no usable batch on this rank) still joins
         the gradient all-reduce with a zero loss under DDP. Returns whether the loss is finite."""
@@ -302,7 +309,7 @@ class USRModule(pl.LightningModule):
                 if cfg.teacher.reset_at_start:
                     self.teacher.load_state_dict(self.model.state_dict())
                 self.teacher_started = True
-            mode = draw_mode(cfg.pl, step, self.total_steps, cfg.trainer.seed)
+            mode = draw_mode(cfg.pl, *self._pl_progress(step), cfg.trainer.seed)
             total = None
             if unlabelled is not None:
                 set_teacher_mode(self.teacher)
@@ -342,7 +349,7 @@ class USRModule(pl.LightningModule):
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         momentum = momentum_at(
-            step, self.total_steps, cfg.teacher.momentum_start, cfg.teacher.momentum_end
+            *self._pl_progress(step), cfg.teacher.momentum_start, cfg.teacher.momentum_end
         )
         if self.teacher is not None:
             ema_update(self.teacher, self.model, momentum)
@@ -502,6 +509,8 @@ def build_trainer(cfg: TrainConfig, callbacks: list) -> pl.Trainer:
         precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
     out = Path(t.out_dir)
     validate = bool(cfg.data.val)
+    if t.progress_bar:  # redraw less often when the output is a log file
+        callbacks = [*callbacks, TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 100)]
     return pl.Trainer(
         accelerator=accelerator,
         devices=devices,

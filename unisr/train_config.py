@@ -68,9 +68,11 @@ class OptimSection:
 
 @dataclass
 class TeacherSection:
-    """EMA teacher: momentum follows a cosine from ``momentum_start`` to ``momentum_end`` over the
-    run. Pseudo-labelling starts at ``start_step`` (earlier steps are labelled-only); with
-    ``reset_at_start`` the teacher is a fresh copy of the student at that step."""
+    """EMA teacher. Pseudo-labelling starts at ``start_step`` (earlier steps are labelled-only;
+    the paper starts at 0 from a pre-trained encoder); with ``reset_at_start`` the teacher is a
+    fresh copy of the student at that step. The momentum follows a cosine from
+    ``momentum_start`` to ``momentum_end`` over the pseudo-labelling steps (as do ramps of
+    ``pl.p_ar``)."""
 
     momentum_start: float = 0.998
     momentum_end: float = 1.0
