@@ -55,11 +55,13 @@ def plot_curves(run_dir: Path, out: Path) -> Path:
 
     rows = read_metrics(run_dir)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("loss/labelled", "labelled"), ("loss/unlabelled", "unlabelled")):
-        points = [(r["step"], r[key]) for r in rows if key in r]
-        if points:
-            left.plot(*zip(*points), label=label)
-    left.set(xlabel="step", ylabel="weighted loss", title="training loss")
+    for part, style in (("labelled", "-"), ("unlabelled", "--")):
+        for stream, color in (("a", "C0"), ("v", "C1"), ("av", "C2")):
+            key = f"loss/{part}/{stream}"
+            points = [(r["step"], r[key]) for r in rows if key in r]
+            if points:
+                left.plot(*zip(*points), style, color=color, label=f"{stream} {part}")
+    left.set(xlabel="step", ylabel="loss per utterance", title="joint CTC/attention loss")
     left.legend()
     for stream in ("a", "v", "av"):
         points = [(r["step"], r[f"val/wer_{stream}"]) for r in rows if f"val/wer_{stream}" in r]
