@@ -11,6 +11,7 @@ import torch
 from unisr.cache import ClipCache, build_cache, cache_dir_for
 from unisr.cli import main
 from unisr.dataset import AVDataset, BadData, DataConfig, collate, load_clip, validate_rows
+from unisr.errors import UnisrError
 from unisr.manifest import ManifestRow, write_manifest
 from unisr.media import write_audio, write_video
 from unisr.sampler import BatchLoader, FrameBatchSampler
@@ -217,3 +218,12 @@ def test_cache_gives_the_same_items_and_reasons(corpus, tokenizer, tmp_path):
     summary = build_cache(moved[:2], tmp_path / "other", workers=2)  # the process-pool path
     assert summary.clips == 1 and [b.id for b in summary.bad] == ["good1"]
     assert ClipCache(tmp_path / "other").get(moved[0]).frames.shape == (15, 96, 96)
+
+
+def test_token_ids_from_another_vocabulary_are_refused(tmp_path, tokenizer):
+    row = make_clip(tmp_path, "c0", text=TEXTS[0])
+    row.tokens = tokenizer.encode(TEXTS[0])
+    AVDataset([row], tokenizer=tokenizer)  # ids made with this tokenizer: accepted
+    row.tokens = [t + 1 for t in row.tokens]  # as if made with a shifted vocabulary
+    with pytest.raises(UnisrError, match="c0.mp4: the manifest's token ids for utterance c0"):
+        AVDataset([row], tokenizer=tokenizer)

@@ -47,3 +47,8 @@ def test_bad_unit_list_names_the_line(tmp_path):
     bad.write_text("<unk> 1\nA 3\n")
     with pytest.raises(UnisrError, match="units.txt:2"):
         Tokenizer.from_units(bad)
+
+
+def test_impossible_vocabulary_size_is_a_clear_error():
+    with pytest.raises(UnisrError, match="cannot train a 3-piece tokenizer"):
+        Tokenizer.train(["HELLO WORLD", "GOOD MORNING"], vocab_size=3)

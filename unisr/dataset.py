@@ -188,6 +188,24 @@ def targets_for(row: ManifestRow, tokenizer: TextEncoder | None) -> list[int]:
     return list(tokenizer.encode(normalize_text(row.text)))
 
 
+def check_token_ids(rows: Sequence[ManifestRow], tokenizer: TextEncoder, sample: int = 20) -> None:
+    """Manifest token ids take precedence over the transcript, so ids made with another
+    vocabulary would silently train on wrong targets: compare the first ``sample`` rows that
+    have both with the tokenizer's own encoding."""
+    from .tokenizer import normalize_text
+
+    if not getattr(tokenizer, "can_encode", True):
+        return
+    both = [r for r in rows if r.tokens and normalize_text(r.text)][:sample]
+    for row in both:
+        if list(tokenizer.encode(normalize_text(row.text))) != list(row.tokens):
+            raise UnisrError(
+                f"{row.video}: the manifest's token ids for utterance {row.id} differ from what "
+                "the configured tokenizer makes of its transcript; the ids were made with another "
+                "vocabulary (use that tokenizer, or drop the tokens column to tokenise the text)"
+            )
+
+
 def reference_text(row: ManifestRow, tokenizer=None) -> str:
     """The normalised reference transcript: the manifest's text, else its decoded token ids."""
     from .tokenizer import normalize_text
@@ -238,6 +256,8 @@ class AVDataset(torch.utils.data.Dataset):
             self.noise = load_noise(self.cfg.noise)
         elif snr is not None:
             raise UnisrError("an SNR was given but no noise file (DataConfig.noise)")
+        if labelled and tokenizer is not None:
+            check_token_ids(self.rows, tokenizer)
         if labelled and tokenizer is None:
             untokenised = next((r for r in self.rows if r.tokens is None), None)
             if untokenised is not None:

@@ -118,21 +118,10 @@ class Tokenizer:
         if not texts:
             raise UnisrError("no text to train a tokenizer on")
         model = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts),
-            model_writer=model,
-            model_type="unigram",
-            vocab_size=vocab_size,
-            hard_vocab_limit=False,
-            character_coverage=1.0,
-            unk_id=0,
-            bos_id=-1,
-            eos_id=-1,
-            pad_id=-1,
-            normalization_rule_name="identity",
-            num_threads=1,
-            minloglevel=2,
-        )
+        try:
+            _train_sentencepiece(texts, vocab_size, model)
+        except RuntimeError as err:  # SentencePiece reports bad settings as internal errors
+            raise UnisrError(f"cannot train a {vocab_size}-piece tokenizer: {err}") from None
         proto = model.getvalue()
         if out_path is not None:
             _atomic_write(Path(out_path), proto)
@@ -146,6 +135,25 @@ class Tokenizer:
     def from_dict(cls, data: dict) -> Tokenizer:
         return cls(data["pieces"], data.get("sp_model"))
 
+
+
+def _train_sentencepiece(texts: list[str], vocab_size: int, out: io.BytesIO) -> None:
+    """A unigram model over whole normalised transcripts, ``<unk>`` = 0, no bos/eos/pad."""
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=out,
+        model_type="unigram",
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=-1,
+        eos_id=-1,
+        pad_id=-1,
+        normalization_rule_name="identity",
+        num_threads=1,
+        minloglevel=2,
+    )
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
