@@ -136,7 +136,6 @@ class Tokenizer:
         return cls(data["pieces"], data.get("sp_model"))
 
 
-
 def _train_sentencepiece(texts: list[str], vocab_size: int, out: io.BytesIO) -> None:
     """A unigram model over whole normalised transcripts, ``<unk>`` = 0, no bos/eos/pad."""
     spm.SentencePieceTrainer.train(
@@ -154,6 +153,7 @@ def _train_sentencepiece(texts: list[str], vocab_size: int, out: io.BytesIO) -> 
         num_threads=1,
         minloglevel=2,
     )
+
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
