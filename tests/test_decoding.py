@@ -251,3 +251,29 @@ def test_ctc_prefix_scores_match_the_definition():
         token = torch.tensor([[p[length] for p in rows] for rows in prefixes])
         chosen = psi.gather(2, token[..., None])[..., 0]
         state = scorer.extend(state, torch.arange(hyps).expand(2, hyps), token, chosen, length)
+
+
+def test_ctc_prefix_scores_of_candidates_and_selected_utterances():
+    """Scoring a few candidates per hypothesis, or a selection of the utterances, gives the
+    scores of those tokens among all tokens of all utterances (one of them underflows)."""
+    torch.manual_seed(2)
+    lengths, vocab, hyps = torch.tensor([12, 7, 10]), 50, 4
+    logits = torch.randn(3, 12, vocab) * 3
+    logits[:, 1:, 7] = -2000.0  # underflows in the matrix product
+    scorer = CTCPrefixScorer(logits.log_softmax(-1), lengths)
+    state = scorer.initial_state(hyps)
+    everything = torch.arange(vocab).expand(3, hyps, vocab)
+    for length in range(4):
+        full, eos = scorer.score(state, everything, length)
+        candidates = torch.rand(3, hyps, vocab).argsort(-1)[..., :6]
+        candidates[:, 1:, 1] = 7
+        psi, psi_eos = scorer.score(state, candidates, length)
+        torch.testing.assert_close(psi, full.gather(2, candidates), rtol=1e-6, atol=1e-5)
+        torch.testing.assert_close(psi_eos, eos)
+        keep = torch.tensor([2, 0])
+        kept, kept_eos = scorer.select(keep).score(state.select(keep), candidates[keep], length)
+        torch.testing.assert_close(kept, psi[keep], rtol=1e-6, atol=1e-5)
+        torch.testing.assert_close(kept_eos, eos[keep])
+        token = candidates[..., 0]
+        chosen = psi[..., 0]
+        state = scorer.extend(state, torch.arange(hyps).expand(3, hyps), token, chosen, length)

@@ -11,15 +11,18 @@ extension ``g + c`` is
 (Watanabe et al., 2017; the official USR 2.0 semantics). Frame ``-1`` is stored as index 0 of the
 time axis: the empty prefix has probability 1 there, which removes every special case of ``L = 0``.
 
-There is no loop over frames or hypotheses. The scores of every token after every hypothesis
-are one float64 matrix product per step, (B, K, T) x (B, T, V), of exponentials shifted by their
-maxima (with the exact logsumexp for any entry that underflows), and the new states of the chosen
-extensions solve their linear recursions in closed form with cumulative sums and
-``logcumsumexp`` (float64, so that the large cumulative sums do not cost precision).
+There is no loop over frames or hypotheses. Only the candidate extensions are scored (the
+pre-beam of joint decoding, a few tokens per hypothesis): per step one float64 matrix product
+(B, K, T) x (B, T, U) over the U tokens that are a candidate of any of an utterance's K hypotheses,
+of exponentials shifted by their maxima (with the exact logsumexp for any entry that underflows),
+and the new states of the chosen extensions solve their linear recursions in closed form with
+cumulative sums and ``logcumsumexp`` (float64, so that the large cumulative sums do not cost
+precision).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -53,58 +56,69 @@ class CTCPrefixScorer:
         x = logp.float().masked_fill(padding[..., None], LOGZERO)
         x[..., blank] = logp[..., blank].float().masked_fill(padding, 0.0)
         self.x = x.transpose(1, 2).contiguous()  # (B, V, T): a token's frames are contiguous
-        # exp(x - its maximum over frames), float64 (B, T, V): prefix scores as a matrix product
-        self.x_max = x.amax(dim=1)
-        self.emit = (x - self.x_max[:, None, :]).double().exp()
+        # exp(x - its maximum over frames), float64 (B, V, T): prefix scores as a matrix product
+        self.x_max = self.x.amax(dim=2)
+        self.emit = (self.x - self.x_max[..., None]).double().exp()
         self.blank = blank
         self.last_frame = lengths.clamp(min=1)  # index of the last valid frame on the state axis
+        # batch row of x of each utterance still decoded: selecting utterances copies no frames
+        self.rows = torch.arange(len(lengths), device=logp.device)
 
     def select(self, utterances: Tensor) -> CTCPrefixScorer:
-        scorer = object.__new__(CTCPrefixScorer)
-        scorer.x, scorer.x_max, scorer.emit = (
-            t[utterances] for t in (self.x, self.x_max, self.emit)
-        )
-        scorer.blank = self.blank
-        scorer.last_frame = self.last_frame[utterances]
+        scorer = copy.copy(self)
+        scorer.rows, scorer.last_frame = self.rows[utterances], self.last_frame[utterances]
         return scorer
 
     def initial_state(self, hyps: int) -> CTCState:
         """The empty prefix in each of ``hyps`` rows per utterance."""
-        batch, _, frames = self.x.shape
+        batch, frames = len(self.rows), self.x.shape[2]
         r_b = torch.zeros(batch, 1, frames + 1, device=self.x.device)
-        r_b[..., 1:] = self.x[:, self.blank, None].cumsum(dim=-1)
+        r_b[..., 1:] = self._frames(self.x, self._blanks(1), 0).cumsum(dim=-1)
         r_b = r_b.expand(-1, hyps, -1).contiguous()
         psi = torch.zeros(batch, hyps, device=self.x.device)
         last = torch.full((batch, hyps), -1, dtype=torch.long, device=self.x.device)
         return CTCState(torch.full_like(r_b, LOGZERO), r_b, psi, last)
 
-    def _frames(self, tokens: Tensor, start: int) -> Tensor:
-        """x[b, t, tokens[b, j]] for t >= start: (B, J) token ids -> (B, J, T - start)."""
-        rows = torch.arange(len(tokens), device=tokens.device)[:, None]
-        return self.x[:, :, start:][rows, tokens]
+    def _blanks(self, count: int) -> Tensor:
+        return torch.full((len(self.rows), count), self.blank, device=self.x.device)
+
+    def _frames(
+        self, table: Tensor, tokens: Tensor, start: int, utterances: Tensor | None = None
+    ) -> Tensor:
+        """table[b, tokens[b, j], t] for t >= start, where table is x, emit or x_max[..., None]
+        of the whole batch: (B, J) token ids -> (B, J, T - start); with ``utterances`` (N,),
+        the rows of tokens (N, J) belong to those utterances."""
+        rows = self.rows if utterances is None else self.rows[utterances]
+        flat = (rows[:, None] * table.shape[1] + tokens).flatten()
+        rows = table.flatten(0, 1)[:, start:].index_select(0, flat)
+        return rows.view(*tokens.shape, -1)
 
     def score(self, state: CTCState, candidates: Tensor, length: int) -> tuple[Tensor, Tensor]:
         """psi of each candidate extension (B, K, C) of prefixes of ``length`` tokens, and
         psi of ending each prefix with eos (B, K)."""
-        hyps = candidates.shape[1]
+        batch, hyps, count = candidates.shape
         frames = self.x.shape[2]
         r_sum = torch.logaddexp(state.r_n, state.r_b)
         eos = r_sum.gather(2, self.last_frame.view(-1, 1, 1).expand(-1, hyps, 1))[..., 0]
         if length >= frames:
             return candidates.new_full(candidates.shape, LOGZERO, dtype=torch.float), eos
         phi = r_sum[..., length:frames]  # frames t - 1 for t >= length
-        # logsumexp_t phi[t-1] + x[t, c] for every token at once: shift both terms by their
-        # maxima, multiply in float64 (B, K, T') @ (B, T', V), take the log, shift back
+        # logsumexp_t phi[t-1] + x[t, c] for the utterance's candidate tokens at once: shift both
+        # terms by their maxima, multiply in float64 (B, K, T') @ (B, T', U), take the log,
+        # shift back; U counts the tokens that are a candidate of any of the utterance's rows
+        tokens, column = _union(candidates, self.x.shape[1])
         top = phi.amax(dim=-1, keepdim=True)
-        sums = torch.bmm((phi - top).double().exp(), self.emit[:, length:])
-        psi = (sums.log() + top.double() + self.x_max[:, None, :].double()).float()
+        emit = self._frames(self.emit, tokens, length)
+        sums = torch.bmm((phi - top).double().exp(), emit.transpose(1, 2)).gather(2, column)
+        x_max = self._frames(self.x_max[..., None], candidates.flatten(1), 0).view_as(sums)
+        psi = (sums.log() + top.double() + x_max.double()).float()
         lost = sums < torch.finfo(sums.dtype).tiny
         if lost.any():  # underflow (e.g. only padding left): the exact logsumexp there
             b, k, c = lost.nonzero(as_tuple=True)
-            psi[b, k, c] = torch.logsumexp(self.x[b, c, length:] + phi[b, k], dim=-1)
-        psi = psi.gather(2, candidates)
+            x = self._frames(self.x, candidates[b, k, c][:, None], length, b)[:, 0]
+            psi[b, k, c] = torch.logsumexp(x + phi[b, k], dim=-1)
         if length > 0:  # repeating the last token needs a blank in between
-            x_last = self._frames(state.last, length)
+            x_last = self._frames(self.x, state.last, length)
             psi_repeat = torch.logsumexp(x_last + state.r_b[..., length:frames], dim=-1)
             repeat = candidates == state.last[..., None]
             psi = torch.where(repeat, psi_repeat[..., None], psi)
@@ -125,10 +139,10 @@ class CTCPrefixScorer:
             phi = phi[..., length:frames].double()  # frames t - 1 for t >= length
             # r_n[t] = (r_n[t-1] (+) phi[t-1]) + x[t, c]: a first-order linear recursion,
             # solved as A[t] + logcumsumexp(phi[s-1] - A[s-1]) with A the cumulative x[., c]
-            n = _linear_recursion(phi, self._frames(token, length).double())
+            n = _linear_recursion(phi, self._frames(self.x, token, length).double())
             # r_b[t] = (r_n[t-1] (+) r_b[t-1]) + x[t, blank], with r_b[length - 1] = log 0
             n_prev = torch.cat([torch.full_like(n[..., :1], LOGZERO), n[..., :-1]], dim=-1)
-            b = _linear_recursion(n_prev, self.x[:, self.blank, None, length:].double())
+            b = _linear_recursion(n_prev, self._frames(self.x, self._blanks(1), length).double())
             new_n[..., length + 1 :], new_b[..., length + 1 :] = n.float(), b.float()
         return CTCState(new_n, new_b, psi, token)
 
@@ -138,3 +152,14 @@ def _linear_recursion(inflow: Tensor, log_gain: Tensor) -> Tensor:
     gain = log_gain.cumsum(dim=-1)
     before = torch.cat([torch.zeros_like(gain[..., :1]), gain[..., :-1]], dim=-1)
     return gain + torch.logcumsumexp(inflow - before, dim=-1)
+
+
+def _union(candidates: Tensor, vocab: int) -> tuple[Tensor, Tensor]:
+    """The tokens that are a candidate of any row of each utterance, (B, U) in increasing order
+    (rows with fewer are padded with other tokens), and each candidate's column there."""
+    present = torch.zeros(candidates.shape[0], vocab, dtype=torch.bool, device=candidates.device)
+    present.scatter_(1, candidates.flatten(1), True)
+    width = int(present.sum(dim=1).max())
+    tokens = torch.sort((~present).to(torch.uint8), dim=1, stable=True).indices[:, :width]
+    column = (present.cumsum(dim=1) - 1).gather(1, candidates.flatten(1))
+    return tokens, column.view_as(candidates)
