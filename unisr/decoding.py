@@ -14,7 +14,7 @@ with two); all ended hypotheses are kept and sorted by score. ``ctc_weight`` 0 i
 1 pure CTC. Hypotheses are rows of fixed-size (utterances, beam) tensors; rows whose hypothesis
 ended carry a score of -inf until a later step refills them, and finished utterances leave the
 batch. Host synchronisation per step: the check for finished utterances and the CTC scorer's
-check for underflow, nothing per hypothesis or frame.
+count of candidate tokens and check for underflow, nothing per hypothesis or frame.
 
 One deliberate difference: ``minlenratio`` is applied (eos is masked before that many tokens);
 the official code computes the bound but never uses it. With the default 0 the two agree.
@@ -22,7 +22,7 @@ the official code computes the bound but never uses it. With the default 0 the t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -229,6 +229,10 @@ def beam_search(
     limit = torch.tensor(limits, device=device)
     floor = torch.tensor([int(options.minlenratio * n) for n in host_lengths], device=device)
     steps = max(limits)
+    # rows in order of decreasing length limit: utterances that stop at their limit leave from
+    # the end of the batch, so what stays is a slice of the cached memory, not a copy
+    utterances = torch.argsort(limit, descending=True, stable=True)  # original index of each row
+    encoded, lengths, limit, floor = (t[utterances] for t in (encoded, lengths, limit, floor))
 
     if use_decoder:
         dec_state = model.decoder.init_state(encoded, _memory_mask(lengths, frames), group=beam)
@@ -240,7 +244,6 @@ def beam_search(
     score[:, 0] = 0.0  # one running hypothesis, [sos]
     dec_total, ctc_total = torch.zeros_like(score), torch.zeros_like(score)
     last = torch.full((batch, beam), eos, dtype=torch.long, device=device)  # sos == eos
-    utterances = torch.arange(batch, device=device)  # original index of each batch row
     history = _History.empty(steps, batch, beam, device)
     best_by_length = torch.full((batch, steps + 3), -torch.inf, device=device)
     best_ended = torch.full((batch,), -torch.inf, device=device)
@@ -299,10 +302,12 @@ def beam_search(
         sources = torch.arange(rows, device=device)[:, None] * beam + parent  # decoder rows
         psi = psi_full.view(rows, -1).gather(1, flat) if use_ctc else None
         keep = None
-        if finished.any():  # the one host synchronisation per step
+        if finished.any():  # host synchronisation
             keep = (~finished).nonzero().squeeze(1)
             if len(keep) == 0:
                 break
+            if keep[-1] == len(keep) - 1:  # the first rows: keep them as views
+                keep = slice(len(keep))
             utterances, score, last, limit, floor = (
                 t[keep] for t in (utterances, score, last, limit, floor)
             )
@@ -313,23 +318,10 @@ def beam_search(
             if use_ctc:
                 scorer, ctc_state, psi = scorer.select(keep), ctc_state.select(keep), psi[keep]
         if use_decoder:
-            dec_state = _reorder(dec_state, sources.flatten(), keep)
+            dec_state = dec_state.select(sources.flatten(), keep)
         if use_ctc:
             ctc_state = scorer.extend(ctc_state, parent, last, psi, step)
     return _collect(history, batch, eos, use_decoder, use_ctc, options.penalty)
-
-
-def _reorder(state, rows: Tensor, utterances: Tensor | None):
-    """Decoder state of the hypotheses ``rows``; with ``utterances``, keep only their memory
-    (one copy of the cache for reordering and dropping finished utterances together)."""
-    if utterances is None:
-        return state.select(rows)
-    return replace(
-        state,
-        self_kv=[(k[rows], v[rows]) for k, v in state.self_kv],
-        memory_kv=[(k[utterances], v[utterances]) for k, v in state.memory_kv],
-        memory_mask=None if state.memory_mask is None else state.memory_mask[utterances],
-    )
 
 
 def _collect(history: _History, batch: int, eos: int, use_decoder, use_ctc, penalty: float):

@@ -268,23 +268,46 @@ class DecoderLayer(nn.Module):
 class DecoderState:
     """Incremental decoding cache: per-layer self-attention keys/values of the tokens so far and
     the encoder memory's keys/values. Rows are hypotheses; with ``group`` > 1 the rows of one
-    utterance are contiguous and share that utterance's memory."""
+    utterance are contiguous and share that utterance's memory. ``order`` holds the cache row
+    that each hypothesis continues (None: its own row); the next step gathers the cache in that
+    order as it appends, so reordering costs no copy of its own."""
 
     self_kv: list[tuple[Tensor, Tensor]]
     memory_kv: list[tuple[Tensor, Tensor]]
     memory_mask: Tensor | None  # (B, 1, 1, T) bool, True = valid frame
     group: int
     position: int
+    order: Tensor | None = None
 
-    def select(self, index: Tensor) -> DecoderState:
-        """Reorder or filter hypothesis rows. With ``group == 1`` rows are utterances and the
-        memory follows; with groups, ``index`` must keep every row inside its utterance."""
-        self_kv = [(k[index], v[index]) for k, v in self.self_kv]
-        if self.group > 1:
-            return replace(self, self_kv=self_kv)
-        memory_kv = [(k[index], v[index]) for k, v in self.memory_kv]
-        mask = None if self.memory_mask is None else self.memory_mask[index]
-        return replace(self, self_kv=self_kv, memory_kv=memory_kv, memory_mask=mask)
+    def select(self, index: Tensor, utterances: Tensor | slice | None = None) -> DecoderState:
+        """Reorder or filter hypothesis rows. The memory keeps ``utterances`` (indices, or a
+        slice, which keeps views); with ``group == 1`` rows are utterances and by default the
+        memory follows ``index``; with groups, ``index`` must keep every row inside its
+        utterance."""
+        order = index if self.order is None else self.order.index_select(0, index)
+        if utterances is None and self.group == 1:
+            utterances = index
+        if utterances is None:
+            return replace(self, order=order)
+        memory_kv = [(_rows(k, utterances), _rows(v, utterances)) for k, v in self.memory_kv]
+        mask = None if self.memory_mask is None else _rows(self.memory_mask, utterances)
+        return replace(self, order=order, memory_kv=memory_kv, memory_mask=mask)
+
+
+def _rows(x: Tensor, rows: Tensor | slice) -> Tensor:
+    """Rows of ``x``: a view for a slice, one copy for indices."""
+    return x[rows] if isinstance(rows, slice) else x.index_select(0, rows)
+
+
+def _append(past: Tensor, new: Tensor, order: Tensor | None) -> Tensor:
+    """Cached keys or values (N', H, t, d) in ``order`` followed by ``new`` (N, H, 1, d) along
+    time, written in one copy."""
+    if order is None:
+        return torch.cat([past, new], dim=2)
+    out = new.new_empty(new.shape[0], new.shape[1], past.shape[2] + 1, new.shape[3])
+    torch.index_select(past, 0, order, out=out[:, :, :-1])
+    out[:, :, -1:] = new
+    return out
 
 
 class Decoder(nn.Module):
@@ -326,8 +349,8 @@ class Decoder(nn.Module):
         self, memory: Tensor, memory_mask: Tensor | None = None, group: int = 1
     ) -> DecoderState:
         """Empty cache for ``memory.shape[0] * group`` hypotheses."""
-        rows = memory.shape[0] * group
-        empty = memory.new_zeros(rows, self.decoders[0].self_attn.heads, 0, 0)
+        att = self.decoders[0].self_attn
+        empty = memory.new_zeros(memory.shape[0] * group, att.heads, 0, att.d_k)
         return DecoderState(
             self_kv=[(empty, empty) for _ in self.decoders],
             memory_kv=[layer.memory(memory) for layer in self.decoders],
@@ -343,14 +366,13 @@ class Decoder(nn.Module):
         for layer, (past_k, past_v), memory in zip(self.decoders, state.self_kv, state.memory_kv):
             att = layer.self_attn
             h = layer.norm1(x)
-            k, v = att.split(att.linear_k(h)), att.split(att.linear_v(h))
-            if past_k.shape[-1]:
-                k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+            k = _append(past_k, att.split(att.linear_k(h)), state.order)
+            v = _append(past_v, att.split(att.linear_v(h)), state.order)
             new_kv.append((k, v))
             out = F.scaled_dot_product_attention(att.split(att.linear_q(h)), k, v)
             x = x + layer.dropout(att.merge(out))
             x = layer._cross_and_ff(x, memory, state.memory_mask)
-        state = replace(state, self_kv=new_kv, position=state.position + 1)
+        state = replace(state, self_kv=new_kv, position=state.position + 1, order=None)
         return self.after_norm(x[:, 0]), state
 
 
