@@ -58,7 +58,7 @@ class CTCPrefixScorer:
         self.x = x.transpose(1, 2).contiguous()  # (B, V, T): a token's frames are contiguous
         # exp(x - its maximum over frames), float64 (B, V, T): prefix scores as a matrix product
         self.x_max = self.x.amax(dim=2)
-        self.emit = (self.x - self.x_max[..., None]).double().exp()
+        self.emit = (self.x - self.x_max[..., None]).double().exp_()
         self.blank = blank
         self.last_frame = lengths.clamp(min=1)  # index of the last valid frame on the state axis
         # batch row of x of each utterance still decoded: selecting utterances copies no frames

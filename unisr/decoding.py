@@ -91,6 +91,15 @@ def _memory_mask(lengths: Tensor, frames: int) -> Tensor:
     return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def _ctc_log_probs(model, encoded: Tensor, lengths: Tensor, stream: str) -> Tensor:
+    """CTC log-probabilities (B, T, V), float32; the head sees the valid frames only, padding
+    is zero."""
+    valid = _memory_mask(lengths, encoded.shape[1])
+    logp = encoded.new_zeros(*valid.shape, model.config.vocab_size, dtype=torch.float)
+    logp[valid] = model.ctc_logits(encoded[valid], stream).float().log_softmax(-1)
+    return logp
+
+
 @torch.no_grad()
 def decode_encoded(
     model, encoded: Tensor, lengths: Tensor | None, stream: str, options: DecodingOptions
@@ -99,11 +108,10 @@ def decode_encoded(
     if encoded.shape[0] == 0:
         return []
     lengths = _valid_lengths(lengths, encoded)
-    if options.method == "ctc":  # the CTC head sees the valid frames only, not the padding
-        valid = _memory_mask(lengths, encoded.shape[1])
-        logp = encoded.new_zeros(*valid.shape, model.config.vocab_size, dtype=torch.float)
-        logp[valid] = model.ctc_logits(encoded[valid], stream).float().log_softmax(-1)
-        tokens, counts, scores = ctc_greedy(logp, lengths)
+    if options.method == "ctc":
+        tokens, counts, scores = ctc_greedy(
+            _ctc_log_probs(model, encoded, lengths, stream), lengths
+        )
         found = [[(seq, {"ctc": s}, s, True)] for seq, s in zip(_rows(tokens, counts), scores)]
     elif options.method == "greedy":
         host = lengths.tolist()
@@ -237,8 +245,7 @@ def beam_search(
     if use_decoder:
         dec_state = model.decoder.init_state(encoded, _memory_mask(lengths, frames), group=beam)
     if use_ctc:
-        logp = model.ctc_logits(encoded, stream).float().log_softmax(-1)
-        scorer = CTCPrefixScorer(logp, lengths)
+        scorer = CTCPrefixScorer(_ctc_log_probs(model, encoded, lengths, stream), lengths)
         ctc_state = scorer.initial_state(beam)
     score = torch.full((batch, beam), -torch.inf, device=device)
     score[:, 0] = 0.0  # one running hypothesis, [sos]

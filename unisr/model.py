@@ -259,9 +259,19 @@ class DecoderLayer(nn.Module):
         x = x + self.dropout(att.merge(out))
         return x + self.dropout(self.feed_forward(self.norm3(x)))
 
-    def memory(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+    def memory(self, memory: Tensor, frames: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """This layer's keys and values of the encoder output (B, T, D). With ``frames`` (flat
+        indices of the valid frames) only those are projected: padding, which attention masks,
+        costs no matrix product and stays zero."""
         att = self.src_attn
-        return att.split(att.linear_k(memory)), att.split(att.linear_v(memory))
+        if frames is None:
+            return att.split(att.linear_k(memory)), att.split(att.linear_v(memory))
+        valid = memory.flatten(0, 1).index_select(0, frames)
+        keys_values = memory.new_zeros(2, memory.shape[0] * memory.shape[1], memory.shape[2])
+        keys_values[0].index_copy_(0, frames, att.linear_k(valid))
+        keys_values[1].index_copy_(0, frames, att.linear_v(valid))
+        keys, values = keys_values.view(2, *memory.shape)
+        return att.split(keys), att.split(values)
 
 
 @dataclass
@@ -351,9 +361,12 @@ class Decoder(nn.Module):
         """Empty cache for ``memory.shape[0] * group`` hypotheses."""
         att = self.decoders[0].self_attn
         empty = memory.new_zeros(memory.shape[0] * group, att.heads, 0, att.d_k)
+        frames = None
+        if memory_mask is not None and not memory_mask.all():
+            frames = memory_mask.flatten().nonzero().squeeze(1)
         return DecoderState(
             self_kv=[(empty, empty) for _ in self.decoders],
-            memory_kv=[layer.memory(memory) for layer in self.decoders],
+            memory_kv=[layer.memory(memory, frames) for layer in self.decoders],
             memory_mask=self._mask(memory_mask),
             group=group,
             position=0,
