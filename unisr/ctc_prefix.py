@@ -90,14 +90,12 @@ class CTCPrefixScorer:
         the rows of tokens (N, J) belong to those utterances."""
         rows = self.rows if utterances is None else self.rows[utterances]
         flat = (rows[:, None] * table.shape[1] + tokens).flatten()
-        rows = table.flatten(0, 1)[:, start:].index_select(0, flat)
-        return rows.view(*tokens.shape, -1)
+        return table.flatten(0, 1)[:, start:].index_select(0, flat).view(*tokens.shape, -1)
 
     def score(self, state: CTCState, candidates: Tensor, length: int) -> tuple[Tensor, Tensor]:
         """psi of each candidate extension (B, K, C) of prefixes of ``length`` tokens, and
         psi of ending each prefix with eos (B, K)."""
-        batch, hyps, count = candidates.shape
-        frames = self.x.shape[2]
+        hyps, frames = candidates.shape[1], self.x.shape[2]
         r_sum = torch.logaddexp(state.r_n, state.r_b)
         eos = r_sum.gather(2, self.last_frame.view(-1, 1, 1).expand(-1, hyps, 1))[..., 0]
         if length >= frames:
