@@ -76,7 +76,7 @@ def plot_curves(run_dir: Path, out: Path) -> Path:
 
 
 def evaluate_test(checkpoint: Path, manifest: Path, out_dir: Path, beam: int) -> dict:
-    """WER per stream for greedy attention and beam search decoding."""
+    """WER per stream for greedy CTC, greedy attention and beam search decoding."""
     from .checkpoint import load_model
     from .decoding import DecodingOptions
     from .evaluate import EvalOptions, evaluate, write_outputs
@@ -86,20 +86,21 @@ def evaluate_test(checkpoint: Path, manifest: Path, out_dir: Path, beam: int) ->
     rows = read_manifest(manifest)
     table = {}
     for name, decoding in (
-        ("greedy", DecodingOptions(method="greedy")),
+        ("CTC greedy", DecodingOptions(method="ctc")),
+        ("att greedy", DecodingOptions(method="greedy")),
         (f"beam {beam}", DecodingOptions(method="beam", beam_size=beam, ctc_weight=0.1)),
     ):
         summary, results = evaluate(model, rows, EvalOptions(decoding=decoding))
-        write_outputs(out_dir / name.replace(" ", ""), summary, results)
+        write_outputs(out_dir / name.lower().replace(" ", "_"), summary, results)
         table[name] = {r["stream"]: r["wer"] for r in summary["results"]}
     return table
 
 
 def format_wer_table(table: dict) -> str:
     streams = ("a", "v", "av")
-    lines = [f"{'decoding':<10}" + "".join(f"{s:>8}" for s in streams)]
+    lines = [f"{'decoding':<12}" + "".join(f"{s:>8}" for s in streams)]
     for name, wers in table.items():
-        lines.append(f"{name:<10}" + "".join(f"{wers[s]:>8.1f}" for s in streams))
+        lines.append(f"{name:<12}" + "".join(f"{wers[s]:>8.1f}" for s in streams))
     return "\n".join(lines)
 
 
