@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import machine, write_section
 
 from unisr.cache import ClipCache, build_cache
 from unisr.dataset import AVDataset, DataConfig, load_clip
@@ -105,38 +105,12 @@ def run(clips: int, repeats: int) -> list[tuple[str, int, float]]:
     return [(name, workers, clips / seconds) for name, workers, seconds in results]
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = os.cpu_count()
-    return f"{cpu}, {cores} cores, torch {torch.__version__}, Python {platform.python_version()}"
-
-
 def table(results: list[tuple[str, int, float]]) -> str:
     lines = ["| measurement | workers | clips/s | clips/s per worker |", "|---|---|---|---|"]
     for name, workers, rate in results:
         per = rate / max(workers, 1)
         lines.append(f"| {name} | {workers or 'main process'} | {rate:.1f} | {per:.1f} |")
     return "\n".join(lines)
-
-
-def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md, or append it (creating the file)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{body.strip()}\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
 
 
 def main() -> None:
@@ -162,7 +136,7 @@ def main() -> None:
     )
     print(body)
     if args.write:
-        write_section(Path(__file__).resolve().parent.parent / "BENCHMARKS.md", body)
+        write_section(SECTION, body)
 
 
 if __name__ == "__main__":

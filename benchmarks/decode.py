@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
+from report import machine, write_section
 
 from unisr.config import model_config
 from unisr.decoding import DecodingOptions, decode_encoded
@@ -100,19 +99,6 @@ def run(args: argparse.Namespace, device: torch.device, label: str) -> list[tupl
     return rows
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
-    text += platform.python_version()
-    if torch.cuda.is_available():
-        text += f"; GPU {torch.cuda.get_device_name()}"
-    return text
-
-
 def table(rows: list[tuple]) -> str:
     lines = [
         "| device | decoding | batched utt/s | one at a time utt/s | speed-up | 1-best tokens |",
@@ -124,19 +110,6 @@ def table(rows: list[tuple]) -> str:
             f"| {tokens:.1f} |"
         )
     return "\n".join(lines)
-
-
-def record(path: Path, body: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md, or append it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{body.strip()}\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end:] if end >= 0 else "")
-    path.write_text(text, encoding="utf-8")
 
 
 def main() -> None:
@@ -174,7 +147,7 @@ def main() -> None:
     )
     print(body)
     if args.write:
-        record(Path(__file__).resolve().parent.parent / "BENCHMARKS.md", body)
+        write_section(SECTION, body)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import platform
 import statistics
 import time
 
 import torch
+from report import machine
 
 from unisr.config import model_config
 from unisr.ema import ema_update, make_teacher, momentum_at, set_teacher_mode
@@ -131,12 +131,6 @@ def run_mode(mode: str, args, device) -> dict:
     }
 
 
-def machine(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -153,7 +147,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"date {datetime.date.today().isoformat()}; {machine(device)}; preset {args.preset}; "
+    print(f"date {datetime.date.today().isoformat()}; {machine()}, {args.threads} threads; "
+          f"preset {args.preset}; "
           f"{args.labelled_frames} labelled + {args.unlabelled_frames} unlabelled frames per step "
           f"in clips of {args.clip_frames}; bf16 {args.bf16}; medians of {args.steps} steps "
           f"after {args.warmup}")  # fmt: skip
