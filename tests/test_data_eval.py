@@ -11,6 +11,7 @@ from unisr.checkpoint import convert, load_model
 from unisr.cli import main
 from unisr.dataset import load_clip
 from unisr.decoding import DecodingOptions
+from unisr.demo import evaluate_test, format_wer_table
 from unisr.evaluate import bucket_label, rates, score
 from unisr.manifest import write_manifest
 from unisr.media import write_audio
@@ -99,3 +100,18 @@ def test_scoring_helpers():
     assert [bucket_label(n, (50, 100)) for n in (0, 49, 50, 99, 100, 500)] == [
         "0-50", "0-50", "50-100", "50-100", "100+", "100+"
     ]  # fmt: skip
+
+
+def test_demo_table_has_ctc_greedy_attention_greedy_and_beam_rows(checkpoint, tmp_path):
+    rows = [make_clip(tmp_path / "clips", f"u{i}", frames=n, text=f"HELLO WORLD {i}", seed=i)
+            for i, n in enumerate([12, 9])]  # fmt: skip
+    write_manifest(tmp_path / "test.tsv", rows)
+    table = evaluate_test(checkpoint, tmp_path / "test.tsv", tmp_path / "eval", beam=2)
+    assert list(table) == ["CTC greedy", "att greedy", "beam 2"]
+    for name, folder in zip(table, ["ctc_greedy", "att_greedy", "beam_2"]):
+        summary = json.loads((tmp_path / "eval" / folder / "summary.json").read_text())
+        assert table[name] == {r["stream"]: r["wer"] for r in summary["results"]}
+        assert set(table[name]) == {"a", "v", "av"}
+    lines = format_wer_table(table).splitlines()
+    assert lines[0].split() == ["decoding", "a", "v", "av"]
+    assert [line[:12].strip() for line in lines[1:]] == list(table)
