@@ -1,7 +1,6 @@
 """``unisr eval`` on a checkpoint converted from the official fixture."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,14 +16,11 @@ from unisr.manifest import write_manifest
 from unisr.media import write_audio
 from unisr.tokenizer import normalize_text
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official_usr2"
-
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    assert (FIXTURE / "tiny_model.pth").is_file(), f"missing fixture {FIXTURE}"
+def checkpoint(tmp_path_factory, official_dir):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    convert(FIXTURE / "tiny_model.pth", path, units=FIXTURE / "unigram1000_units.txt")
+    convert(official_dir / "tiny_model.pth", path, units=official_dir / "unigram1000_units.txt")
     return path
 
 
