@@ -153,6 +153,12 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
     _add_manifest_args(p)
     p.add_argument("--tokenizer", help="SentencePiece .model or unit list, to check transcripts")
     p.add_argument("--unlabelled", action="store_true", help="do not check transcripts")
+    p.add_argument(
+        "--crop",
+        type=int,
+        default=88,
+        help="the model's crop: smaller frames are reported (default 88, official; 0: no check)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from .dataset import validate_cli

@@ -19,15 +19,21 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import soundfile as sf
 import torch
 
+from .checks import AV_TOLERANCE_FRAMES as AV_TOLERANCE_FRAMES
+from .checks import (
+    MIN_TRAIN_FRAMES,
+    check_frames,
+    check_lengths,
+    check_vocabulary,
+    read_checked_audio,
+)
+from .checks import BadData as BadData
 from .errors import UnisrError
 from .manifest import ManifestRow
-from .media import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, read_video
+from .media import FPS, SAMPLES_PER_FRAME, MediaError, read_video
 from .transforms import AugmentConfig, add_noise, audio_view, video_view
-
-AV_TOLERANCE_FRAMES = 3
 
 
 class TextEncoder(Protocol):
@@ -70,15 +76,6 @@ class BadSample:
     kind: str
 
 
-class BadData(UnisrError):
-    """A sample fails a check; carries the offending file, the reason, and its kind (a short
-    category such as "missing file" used in summaries)."""
-
-    def __init__(self, path: str | Path, reason: str, kind: str):
-        self.path, self.reason, self.kind = str(path), reason, kind
-        super().__init__(f"{path}: {reason}")
-
-
 def _media_kind(problem: str) -> str:
     if problem == "file not found":
         return "missing file"
@@ -90,25 +87,7 @@ def _media_kind(problem: str) -> str:
 
 def read_wav_int16(path: str | Path) -> np.ndarray:
     """Read 16 kHz mono audio as int16; anything else is a :class:`BadData`."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadData(path, "file not found", "missing file")
-    try:
-        with sf.SoundFile(str(path)) as f:
-            if f.samplerate != SAMPLE_RATE:
-                raise BadData(
-                    path,
-                    f"sample rate is {f.samplerate} Hz, expected {SAMPLE_RATE} Hz",
-                    "sample rate",
-                )
-            if f.channels != 1:
-                raise BadData(path, f"{f.channels} audio channels, expected mono", "not mono")
-            audio = f.read(dtype="int16")
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise BadData(path, f"cannot read audio ({err})", "corrupt audio") from None
-    if len(audio) == 0:
-        raise BadData(path, "audio has no samples", "corrupt audio")
-    return audio
+    return read_checked_audio(path, "int16")
 
 
 def align(
@@ -124,13 +103,7 @@ def align(
         )
     frames = frames[: row.frames]
     target = len(frames) * SAMPLES_PER_FRAME
-    if abs(len(audio) - target) > tolerance * SAMPLES_PER_FRAME:
-        raise BadData(
-            row.audio,
-            f"audio is {len(audio) / SAMPLE_RATE:.2f} s but video is {len(frames) / FPS:.2f} s "
-            f"(A/V mismatch over {tolerance} frames)",
-            "length mismatch",
-        )
+    check_lengths(len(frames), len(audio), row.audio, tolerance)
     if len(audio) >= target:
         audio = audio[:target]
     else:
@@ -138,8 +111,14 @@ def align(
     return Clip(np.ascontiguousarray(frames), np.ascontiguousarray(audio))
 
 
-def load_clip(row: ManifestRow, tolerance: int = AV_TOLERANCE_FRAMES) -> Clip:
-    """Decode and check one utterance (see the module docstring). Raises :class:`BadData`."""
+def load_clip(
+    row: ManifestRow,
+    tolerance: int = AV_TOLERANCE_FRAMES,
+    crop: int | None = None,
+    min_frames: int = 1,
+) -> Clip:
+    """Decode and check one utterance (see the module docstring); with ``crop``, frames must be
+    at least that size. Raises :class:`BadData`."""
     if row.frames <= 0:
         raise BadData(row.video, "manifest gives 0 frames", "zero frames")
     try:
@@ -148,7 +127,9 @@ def load_clip(row: ManifestRow, tolerance: int = AV_TOLERANCE_FRAMES) -> Clip:
         raise BadData(err.path, err.problem, _media_kind(err.problem)) from None
     if abs(fps - FPS) > 0.01:
         raise BadData(row.video, f"frame rate is {fps:g} fps, expected {FPS}", "frame rate")
-    return align(frames, read_wav_int16(row.audio), row, tolerance)
+    clip = align(frames, read_wav_int16(row.audio), row, tolerance)
+    check_frames(clip.frames, row.video, crop, min_frames)
+    return clip
 
 
 def unknown_characters(text: str, tokenizer: TextEncoder | None = None) -> str:
@@ -175,6 +156,7 @@ def targets_for(row: ManifestRow, tokenizer: TextEncoder | None) -> list[int]:
     if row.tokens is not None:
         if not row.tokens:
             raise BadData(row.video, "empty transcript", "empty transcript")
+        check_vocabulary(row.tokens, tokenizer, row.video)
         return row.tokens
     if not normalize_text(row.text):
         raise BadData(row.video, "empty transcript", "empty transcript")
@@ -212,6 +194,7 @@ def reference_text(row: ManifestRow, tokenizer=None) -> str:
 
     text = normalize_text(row.text)
     if not text and row.tokens and tokenizer is not None:
+        check_vocabulary(row.tokens, tokenizer, row.video)
         text = normalize_text(tokenizer.decode(row.tokens))
     if not text:
         raise BadData(row.video, "empty transcript", "empty transcript")
@@ -304,11 +287,15 @@ class AVDataset(torch.utils.data.Dataset):
         return len(self.rows)
 
     def clip(self, row: ManifestRow) -> Clip:
-        if self.cache is not None:
-            cached = self.cache.get(row)
-            if cached is not None:
-                return cached
-        return load_clip(row, self.cfg.av_tolerance)
+        """The checked clip of ``row`` (from the cache when it has it): frames at least the
+        crop size, and at least two of them for training."""
+        clip = self.cache.get(row) if self.cache is not None else None
+        if clip is None:
+            clip = load_clip(row, self.cfg.av_tolerance)
+        check_frames(
+            clip.frames, row.video, self.cfg.augment.crop, MIN_TRAIN_FRAMES if self.train else 1
+        )
+        return clip
 
     def __getitem__(self, index: int) -> dict | BadSample:
         row = self.rows[index]
@@ -408,13 +395,16 @@ def check_row(
     tokenizer: TextEncoder | None = None,
     labelled: bool = True,
     tolerance: int = AV_TOLERANCE_FRAMES,
+    crop: int | None = None,
 ) -> BadSample | None:
-    """Full check of one utterance (decode, and the transcript if ``labelled``); None if fine.
+    """Full check of one utterance (decode, frame size against ``crop``, and the transcript if
+    ``labelled``); None if fine. The same checks as the training and evaluation data path.
 
-    Without token ids or a tokenizer only the emptiness of the transcript can be checked.
+    Without token ids or a tokenizer only the emptiness of the transcript can be checked, and
+    of token ids only that none is the blank.
     """
     try:
-        load_clip(row, tolerance)
+        load_clip(row, tolerance, crop)
         if labelled and row.tokens is None and tokenizer is None:
             from .tokenizer import normalize_text
 
@@ -441,13 +431,16 @@ def validate_rows(
     workers: int = 1,
     tolerance: int = AV_TOLERANCE_FRAMES,
     progress: bool = False,
+    crop: int | None = None,
 ) -> list[BadSample]:
     """Check every row (in ``workers`` processes); returns the problems in manifest order."""
     from functools import partial
 
     from tqdm import tqdm
 
-    check = partial(check_row, tokenizer=tokenizer, labelled=labelled, tolerance=tolerance)
+    check = partial(
+        check_row, tokenizer=tokenizer, labelled=labelled, tolerance=tolerance, crop=crop
+    )
     chunk = max(1, min(64, math.ceil(len(rows) / max(1, workers * 8))))
     if workers > 1:
         from multiprocessing import get_context
@@ -495,6 +488,7 @@ def validate_cli(args) -> int:
         workers=args.workers,
         tolerance=args.tolerance,
         progress=sys.stderr.isatty(),
+        crop=args.crop or None,
     )
     if not problems:
         print(f"{args.manifest}: {len(rows)} utterances, no problems")

@@ -90,7 +90,7 @@ def _open_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise ManifestError(path, "file not found")
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()  # a BOM is not data
     except UnicodeDecodeError as err:
         raise ManifestError(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
 
@@ -330,14 +330,18 @@ def load_manifest(
     if dialect == "auto":
         dialect = detect_dialect(path)
     if dialect == "tsv":
-        return read_manifest(path)
-    if dialect == "usr":
-        return read_usr_csv(path, roots, audio_roots)
-    if dialect == "auto_avsr":
+        rows = read_manifest(path)
+    elif dialect == "usr":
+        rows = read_usr_csv(path, roots, audio_roots)
+    elif dialect == "auto_avsr":
         if roots is not None and not isinstance(roots, str | Path):
             raise ManifestError(path, "the auto_avsr dialect takes a single root folder")
-        return read_auto_avsr_csv(path, roots)
-    raise ManifestError(path, f"unknown manifest dialect {dialect!r}")
+        rows = read_auto_avsr_csv(path, roots)
+    else:
+        raise ManifestError(path, f"unknown manifest dialect {dialect!r}")
+    if not rows:  # a header alone: every command would report "no problems" on nothing
+        raise ManifestError(path, "no utterances (the file has a header but no rows)")
+    return rows
 
 
 def parse_roots(values: list[str] | None) -> RootsArg:

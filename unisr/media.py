@@ -41,6 +41,7 @@ def read_video(path: str | Path, gray: bool = True) -> tuple[np.ndarray, float]:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             rate = stream.average_rate or stream.guessed_rate
+            declared = stream.frames
             fmt = "gray" if gray else "rgb24"
             frames = [frame.to_ndarray(format=fmt) for frame in container.decode(stream)]
     except MediaError:
@@ -49,8 +50,19 @@ def read_video(path: str | Path, gray: bool = True) -> tuple[np.ndarray, float]:
         raise MediaError(path, f"cannot decode video ({err.__class__.__name__}: {err})") from None
     if not frames:
         raise MediaError(path, "video has no frames")
+    check_complete(path, len(frames), declared)
     fps = float(rate) if rate else float(FPS)
     return np.stack(frames), fps
+
+
+def check_complete(path: str | Path, decoded: int, declared: int) -> None:
+    """A video that decodes to fewer frames than its container declares is truncated or damaged;
+    a partial decode must not pass for the whole clip (one frame of slack for muxer rounding)."""
+    if declared and decoded < declared - 1:
+        raise MediaError(
+            path,
+            f"truncated or damaged video: decoded {decoded} of the {declared} frames it declares",
+        )
 
 
 def read_audio(path: str | Path, sample_rate: int | None = SAMPLE_RATE) -> np.ndarray:

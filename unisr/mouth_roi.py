@@ -34,6 +34,7 @@ from .media import (
     FPS,
     SAMPLE_RATE,
     MediaError,
+    check_complete,
     fit_audio,
     read_video,
     read_video_audio,
@@ -247,7 +248,8 @@ def crop_video(path: str | Path, landmarker: Landmarker | None = None) -> np.nda
     finally:
         if own:
             landmarker.close()
-    if decoded != count:  # the packet count was off (e.g. a damaged tail): pick again
+    check_complete(path, decoded, count)  # a truncated file is refused, as everywhere
+    if decoded != count:  # the packet count was off by a frame: pick again
         picks = resample_indices(decoded, fps)
     try:
         transforms = crop_transforms(track([found.get(i) for i in picks]))

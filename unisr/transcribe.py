@@ -20,16 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .checks import check_frames, check_lengths, check_samples, read_checked_audio
 from .decoding import DecodingOptions, Hypothesis, decode_encoded
 from .errors import UnisrError
-from .media import (
-    SAMPLE_RATE,
-    SAMPLES_PER_FRAME,
-    fit_audio,
-    read_audio,
-    read_video_audio,
-    resample,
-)
+from .media import SAMPLE_RATE, SAMPLES_PER_FRAME, fit_audio, read_video_audio, resample
 from .transforms import AugmentConfig, video_view
 
 MODALITIES = ("v", "a", "av")
@@ -48,13 +42,11 @@ def read_mouth_video(path: str | Path, cropped: bool | None = None) -> np.ndarra
 def _video_tensor(model, video) -> Tensor:
     """One utterance's video -> normalised float frames (T, image_size, image_size)."""
     cfg = model.config
+    name = str(video) if isinstance(video, (str, Path)) else "video frames"
     if isinstance(video, (str, Path)):
         video = read_mouth_video(video)
     frames = video if isinstance(video, Tensor) else torch.from_numpy(np.ascontiguousarray(video))
-    if frames.ndim != 3 or 0 in frames.shape:
-        raise UnisrError(
-            f"expected grayscale video frames (T, H, W), got shape {tuple(frames.shape)}"
-        )
+    check_frames(frames, name)
     if frames.is_floating_point():
         if frames.shape[1:] != (cfg.image_size, cfg.image_size):
             raise UnisrError(
@@ -64,11 +56,7 @@ def _video_tensor(model, video) -> Tensor:
         return frames.float()
     if frames.dtype != torch.uint8:
         raise UnisrError(f"video frames must be uint8 or float, not {frames.dtype}")
-    if min(frames.shape[1:]) < cfg.crop_size:
-        raise UnisrError(
-            f"frames of {frames.shape[1]}x{frames.shape[2]} are smaller than the model's "
-            f"{cfg.crop_size}x{cfg.crop_size} crop"
-        )
+    check_frames(frames, name, cfg.crop_size)
     resize = cfg.image_size if cfg.image_size != cfg.crop_size else None
     return video_view(frames.numpy(), AugmentConfig(crop=cfg.crop_size, resize=resize))
 
@@ -81,15 +69,15 @@ def _audio_array(audio, video) -> np.ndarray:
         track = read_video_audio(video)
         if track is None:
             raise UnisrError(f"{video}: the video has no audio track; give the audio separately")
-        return resample(*track, SAMPLE_RATE)
+        return check_samples(resample(*track, SAMPLE_RATE), video)
     if isinstance(audio, (str, Path)):
-        return read_audio(audio, sample_rate=SAMPLE_RATE)
+        return read_checked_audio(audio)
     samples = audio.detach().cpu().numpy() if isinstance(audio, Tensor) else np.asarray(audio)
-    if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating) or not len(samples):
+    if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating):
         raise UnisrError(
             f"expected float mono audio samples (S,), got {samples.dtype} of shape {samples.shape}"
         )
-    return samples.astype(np.float32)
+    return check_samples(samples.astype(np.float32), "audio samples")
 
 
 def resolve_modality(modality: str | None, video, audio) -> str:
@@ -119,9 +107,11 @@ def prepare_inputs(model, video, audio, streams) -> tuple[Tensor | None, Tensor 
     for i in range(count):
         v = _video_tensor(model, video[i]) if need_v else None
         if need_a:
-            a = _audio_array(
-                None if audio is None else audio[i], None if video is None else video[i]
-            )
+            source = None if audio is None else audio[i]
+            a = _audio_array(source, None if video is None else video[i])
+            if v is not None:  # the data path's length tolerance, not a silent cut
+                name = source if isinstance(source, (str, Path)) else video[i]
+                check_lengths(len(v), len(a), name if isinstance(name, (str, Path)) else "audio")
             frames = len(v) if v is not None else math.ceil(len(a) / SAMPLES_PER_FRAME)
             audios.append(torch.from_numpy(fit_audio(a, frames)))
         videos.append(v)
@@ -229,7 +219,9 @@ def transcribe_cli(args: argparse.Namespace) -> int:
     if video is not None and args.cropped is not None:  # the user says what the video shows
         if audio is None and args.modality in ("a", "av"):
             audio = _audio_array(None, video)
-        video = read_mouth_video(video, cropped=args.cropped)
+        frames = read_mouth_video(video, cropped=args.cropped)
+        check_frames(frames, video, model.config.crop_size)  # named by its file
+        video = frames
     print(transcribe(model, video, audio, args.modality, options))
     return 0
 
