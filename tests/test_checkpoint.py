@@ -105,9 +105,10 @@ def test_pickled_code_is_refused(tmp_path, capsys):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
         pickle.dump({"x": Payload()}, f)
-    with pytest.raises(UnisrError, match="refused to load"):
+    with pytest.raises(UnisrError, match="not a plain checkpoint") as err:
         unisr.load_model(path)
     assert "this must never run" not in capsys.readouterr().out
+    assert "weights_only" not in str(err.value)  # no invitation to load it unsafely
 
 
 def test_vocabulary_size_must_match_model(tmp_path, official_dir):

@@ -34,10 +34,11 @@ def read_checkpoint(path: str | Path) -> dict:
         raise UnisrError(f"{path}: checkpoint not found")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    except pickle.UnpicklingError:
         raise UnisrError(
-            f"{path}: refused to load: the file contains pickled objects other than tensors "
-            f"({str(err).splitlines()[0]})"
+            f"{path}: not a plain checkpoint: it holds pickled Python objects other than tensors "
+            "and plain containers, which unisr never loads (it would run code from the file); "
+            "save the model's state dict where the file was made"
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
         raise UnisrError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
@@ -75,8 +76,9 @@ def official_state_dict(data: dict) -> dict[str, torch.Tensor]:
     return renamed
 
 
-def infer_config(state: dict[str, torch.Tensor]) -> ModelConfig:
+def infer_config(state: dict[str, torch.Tensor], path: str | Path | None = None) -> ModelConfig:
     """Model dimensions from tensor shapes (works for every official size and our presets)."""
+    where = f"{path}: " if path is not None else ""
     try:
         d_model, _ = state["encoder.linear_v.weight"].shape
         width = state["encoder.frontend_v.frontend3D.0.weight"].shape[0]
@@ -84,7 +86,9 @@ def infer_config(state: dict[str, torch.Tensor]) -> ModelConfig:
         ff_units = state["encoder.encoders.0.feed_forward.w_1.weight"].shape[0]
         vocab_size = state["decoder.embed.0.weight"].shape[0]
     except KeyError as err:
-        raise UnisrError(f"not a USR model state dict: no key {err}") from None
+        raise UnisrError(f"{where}not a USR model state dict: no key {err}") from None
+    except (ValueError, AttributeError) as err:
+        raise UnisrError(f"{where}not a USR model state dict ({err})") from None
 
     def count(prefix: str) -> int:
         pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
@@ -100,6 +104,47 @@ def infer_config(state: dict[str, torch.Tensor]) -> ModelConfig:
         frontend_width=width,
     )
     return config
+
+
+SHAPE_FIELDS = ("vocab_size", "d_model", "heads", "ff_units", "enc_layers", "dec_layers",
+                "frontend_width")  # fmt: skip
+
+
+def unisr_parts(data: dict, path: str | Path) -> tuple[ModelConfig, Tokenizer, dict]:
+    """(config, tokenizer, state dict) of a unisr checkpoint; any missing or malformed part is
+    one error naming the file."""
+    missing = [k for k in ("config", "tokenizer", "model") if k not in data]
+    if missing:
+        raise UnisrError(f"{path}: a unisr checkpoint without {', '.join(missing)}")
+    state = data["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UnisrError(f"{path}: 'model' is not a state dict of tensors")
+    try:
+        config = ModelConfig.from_dict(dict(data["config"]))
+    except UnisrError as err:
+        raise UnisrError(f"{path}: bad model config: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise UnisrError(f"{path}: bad model config ({err})") from None
+    try:
+        tokenizer = Tokenizer.from_dict(dict(data["tokenizer"]))
+    except UnisrError as err:
+        raise UnisrError(f"{path}: bad vocabulary: {err}") from None
+    except (KeyError, TypeError, ValueError) as err:
+        raise UnisrError(f"{path}: bad vocabulary ({err.__class__.__name__}: {err})") from None
+    return config, tokenizer, state
+
+
+def check_shapes(config: ModelConfig, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """The config's sizes must be those of the stored tensors, checked before the model is
+    built: a config asking for an enormous model must not allocate it first."""
+    inferred = infer_config(state, path)
+    wrong = [
+        f"{name} {getattr(config, name)} (tensors: {getattr(inferred, name)})"
+        for name in SHAPE_FIELDS
+        if getattr(config, name) != getattr(inferred, name)
+    ]
+    if wrong:
+        raise UnisrError(f"{path}: the config does not match the weights: {', '.join(wrong)}")
 
 
 def preset_name(config: ModelConfig) -> str | None:
@@ -145,12 +190,10 @@ def load_model(
     """
     data = read_checkpoint(path)
     if data.get("format") == FORMAT:
-        config = ModelConfig.from_dict(data["config"])
-        tokenizer = Tokenizer.from_dict(data["tokenizer"])
-        state = data["model"]
+        config, tokenizer, state = unisr_parts(data, path)
     else:
         state = official_state_dict(data)
-        config = infer_config(state)
+        config = infer_config(state, path)
         if units is None:
             raise UnisrError(
                 f"{path}: an official checkpoint has no vocabulary; pass the official unit list "
@@ -162,6 +205,7 @@ def load_model(
             f"{path}: the model has {config.vocab_size} output classes but the vocabulary gives "
             f"{tokenizer.vocab_size} ({len(tokenizer.pieces)} pieces + blank + sos/eos)"
         )
+    check_shapes(config, state, path)  # before building: the config alone could ask for any size
     model = UnifiedModel(config)
     load_state(model, state, str(path))
     model.tokenizer = tokenizer

@@ -39,7 +39,12 @@ class Tokenizer:
         self.sp_model = sp_model
         self._sp = None
         if sp_model is not None:
-            self._sp = spm.SentencePieceProcessor(model_proto=sp_model)
+            try:
+                self._sp = spm.SentencePieceProcessor(model_proto=sp_model)
+            except (RuntimeError, TypeError, ValueError) as err:
+                raise UnisrError(
+                    f"the SentencePiece model is damaged ({type(err).__name__})"
+                ) from None
             if self._sp.vocab_size() != len(self.pieces):
                 raise UnisrError("SentencePiece model and piece list disagree in size")
 
@@ -81,8 +86,14 @@ class Tokenizer:
         path = Path(path)
         if not path.is_file():
             raise UnisrError(f"{path}: unit list not found")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise UnisrError(
+                f"{path}: not a unit list (not UTF-8 text: {err.reason} at byte {err.start})"
+            ) from None
         pieces = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             parts = line.split()
@@ -133,7 +144,12 @@ class Tokenizer:
 
     @classmethod
     def from_dict(cls, data: dict) -> Tokenizer:
-        return cls(data["pieces"], data.get("sp_model"))
+        pieces, sp_model = data.get("pieces"), data.get("sp_model")
+        if not isinstance(pieces, list) or not all(isinstance(p, str) for p in pieces):
+            raise UnisrError("the vocabulary's pieces are not a list of strings")
+        if sp_model is not None and not isinstance(sp_model, bytes):
+            raise UnisrError("the SentencePiece model is not bytes")
+        return cls(pieces, sp_model)
 
 
 def _train_sentencepiece(texts: list[str], vocab_size: int, out: io.BytesIO) -> None:
