@@ -187,6 +187,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="unisr checkpoint or official .pth")
     p.add_argument("--units", help="official unit list (unigram1000_units.txt) for .pth files")
     p.add_argument("--out", required=True, help="folder for hypotheses and summary.json")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier evaluation in --out"
+    )
     p.add_argument("--modality", nargs="+", choices=["a", "v", "av"], default=["a", "v", "av"])
     p.add_argument("--decoder", choices=["ctc", "greedy", "beam"], default="beam")
     p.add_argument("--beam", type=int, default=10, help="beam size (official evaluation: 40)")

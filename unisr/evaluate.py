@@ -185,9 +185,33 @@ def _lo(item: tuple[str, list]) -> int:
     return int(item[0].split("-")[0].rstrip("+"))
 
 
+def earlier_results(out_dir: Path) -> list[Path]:
+    """The files an evaluation writes that ``out_dir`` already holds."""
+    if not out_dir.is_dir():
+        return []
+    return sorted([*out_dir.glob("hyps_*.tsv"), *out_dir.glob("summary.json")])
+
+
+def check_out_dir(out_dir: Path, overwrite: bool = False) -> None:
+    """Before any decoding: ``out_dir`` must be a folder (or not exist yet) that holds no earlier
+    evaluation, unless ``overwrite`` (its files are then replaced, never mixed with ours)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UnisrError(f"--out {out_dir}: exists and is not a folder")
+    earlier = earlier_results(out_dir)
+    if earlier and not overwrite:
+        names = ", ".join(p.name for p in earlier[:4]) + (" ..." if len(earlier) > 4 else "")
+        raise UnisrError(
+            f"--out {out_dir}: holds an earlier evaluation ({names}); choose another folder, "
+            "or give --overwrite to replace it"
+        )
+
+
 def write_outputs(out_dir: Path, summary: dict, results: dict) -> None:
-    """Per-utterance hypotheses (TSV) and ``summary.json`` into ``out_dir``."""
+    """Per-utterance hypotheses (TSV) and ``summary.json`` into ``out_dir``; the files of an
+    earlier evaluation there are removed first, so the folder never mixes two runs."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    for old in earlier_results(out_dir):
+        old.unlink()
     for (stream, condition), utterances in results.items():
         lines = ["id\tframes\treference\thypothesis\tword_errors\twords"]
         lines += [
@@ -232,6 +256,8 @@ def eval_cli(args) -> int:
     from .checkpoint import load_model
     from .manifest import load_manifest, parse_roots
 
+    out = Path(args.out)
+    check_out_dir(out, args.overwrite)
     rows = load_manifest(args.manifest, parse_roots(args.root), parse_roots(args.audio_root))
     model = load_model(args.checkpoint, units=args.units, device=args.device)
     decoding = DecodingOptions(
@@ -250,12 +276,20 @@ def eval_cli(args) -> int:
         workers=args.workers,
         tolerance=args.tolerance,
     )
+    try:  # before the decoding, not after it
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UnisrError(f"--out {out}: cannot create the folder ({err.strerror})") from None
     summary, results = evaluate(model, rows, options, progress=sys.stderr.isatty())
     summary.update(checkpoint=str(args.checkpoint), manifest=str(args.manifest))
-    out = Path(args.out)
     write_outputs(out, summary, results)
     print(format_table(summary))
     if summary["skipped"]:
-        print(f"skipped {len(summary['skipped'])} utterance(s); see {out / 'summary.json'}")
+        skipped = summary["skipped"]
+        print(f"skipped {len(skipped)} utterance(s); see {out / 'summary.json'}")
+        for bad in skipped[:10]:
+            print(f"  {bad['id']}: {bad['path']}: {bad['reason']}")
+        if len(skipped) > 10:
+            print(f"  ... and {len(skipped) - 10} more")
     print(f"hypotheses and summary in {out}")
     return 0
