@@ -390,14 +390,31 @@ def _check_config(out: Path, corpus: Corpus) -> None:
                 "choose another --out folder or delete it"
             )
         return
+    if out.exists() and not out.is_dir():
+        raise UnisrError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        shown = ", ".join(sorted(p.name for p in out.iterdir())[:5])
+        raise UnisrError(
+            f"--out {out}: the folder is not empty ({shown}) and holds no unisr synth corpus "
+            "(no synth.json); a corpus is built only into an empty or new folder, or resumed "
+            "in its own"
+        )
     out.mkdir(parents=True, exist_ok=True)
     _write_text(path, json.dumps(config, indent=1))
 
 
-def _clean_partials(out: Path) -> int:
-    """Delete files left half-written by an interrupted run; returns how many."""
-    stale = [p for split in SPLITS + ("noise",) for p in (out / split).glob(".*.partial.*")]
-    stale += list(out.glob(".*.partial.*"))
+def _own_partials(out: Path, corpus: Corpus) -> list[Path]:
+    """The temporary names this corpus writes under (nothing else is ever deleted)."""
+    names = [out / name for name in ("synth.json", "speakers.json", "summary.json")]
+    names.append(out / "noise" / "babble.wav")
+    for utt in corpus.utterances:
+        names += _paths(out, utt)
+    return [_partial(p) for p in names]
+
+
+def _clean_partials(out: Path, corpus: Corpus) -> int:
+    """Delete files left half-written by an interrupted run of this corpus; returns how many."""
+    stale = [p for p in _own_partials(out, corpus) if p.is_file()]
     for p in stale:
         p.unlink()
     return len(stale)
@@ -427,7 +444,7 @@ def build_corpus(
     out = Path(out)
     corpus = plan_corpus(size, domain, seed, vocab_size)
     _check_config(out, corpus)
-    repaired = _clean_partials(out)
+    repaired = _clean_partials(out, corpus)
     todo = corpus.utterances[:limit] if limit is not None else corpus.utterances
     metas: dict[str, dict] = {}
     bar = tqdm(total=len(todo), desc=f"synth {size}/{domain}", unit="utt", disable=not progress)
