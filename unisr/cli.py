@@ -240,6 +240,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume", nargs="?", const="auto", help="training checkpoint (default: the run's newest)"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in a folder that holds a run (the earlier run is moved aside)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
 
     def run(args: argparse.Namespace) -> int:

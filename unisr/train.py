@@ -9,9 +9,13 @@ on any rank skips the step on every rank (counted). The global RNG is re-seeded 
 rank) at every step and the data position travels with each batch, so a resumed run repeats the
 uninterrupted one exactly.
 
-Run folder: ``config.yaml``, ``checkpoints/step-*.ckpt`` (full training state), ``model.pt``
-(final student), ``teacher.pt``, ``model_avg.pt`` (average of the last checkpoints), and logs
-under ``tensorboard/`` and ``csv/``.
+Run folder: ``run.json`` (the run's id), ``config.yaml``, ``checkpoints/step-*.ckpt`` (full
+training state, each tagged with the run's id), ``model.pt`` (final student), ``teacher.pt``,
+``model_avg.pt`` (average of the last checkpoints), and logs under ``tensorboard/`` and ``csv/``.
+A folder that holds a run is continued only with ``--resume`` and replaced only with
+``--overwrite`` (the old folder is moved aside, never deleted); everything the config names is
+checked before the first file is written; pruning and averaging only ever see checkpoints of the
+run being trained.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import math
 import os
 import sys
 import time
+import uuid
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -34,7 +39,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
-from .average import average_checkpoints, last_checkpoints, step_of, student_state
+from .average import average_checkpoints, step_of, student_state
 from .checkpoint import FORMAT, official_state_dict, read_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .dataset import AVDataset
@@ -180,6 +185,7 @@ class USRDataModule(pl.LightningDataModule):
         self.data_cfg = replace(cfg.data, augment=augment)
         self.stream: TrainStream | None = None
         self.val: AVDataset | None = None
+        self.datasets: tuple[AVDataset, AVDataset | None, AVDataset | None] | None = None
 
     def _dataset(self, path: str, labelled: bool, train: bool) -> AVDataset:
         d = self.data_cfg
@@ -195,17 +201,29 @@ class USRDataModule(pl.LightningDataModule):
             seed=self.cfg.trainer.seed,
         )
 
-    def setup(self, stage: str) -> None:
+    def load_datasets(self) -> None:
+        """Read and check the manifests (and the tokenizer's ids, the noise file): called
+        before the run writes anything, so a mistyped path leaves the run folder untouched."""
         d = self.data_cfg
         if not d.labelled:
             raise UnisrError("data.labelled is not set (the labelled training manifest)")
+        if self.datasets is None:
+            self.datasets = (
+                self._dataset(d.labelled, True, True),
+                self._dataset(d.unlabelled, False, True) if d.unlabelled else None,
+                self._dataset(d.val, True, False) if d.val else None,
+            )
+
+    def setup(self, stage: str) -> None:
+        self.load_datasets()
+        labelled, unlabelled, val = self.datasets
         if self.stream is None:
-            labelled = self._dataset(d.labelled, True, True)
-            unlabelled = self._dataset(d.unlabelled, False, True) if d.unlabelled else None
-            iterator = train_iterator(labelled, unlabelled, d, seed=self.cfg.trainer.seed)
+            iterator = train_iterator(
+                labelled, unlabelled, self.data_cfg, seed=self.cfg.trainer.seed
+            )
             self.stream = TrainStream(iterator)
-        if d.val and self.val is None:
-            self.val = self._dataset(d.val, True, False)
+        if self.val is None:
+            self.val = val
 
     def train_dataloader(self) -> TrainStream:
         return self.stream
@@ -427,24 +445,65 @@ class USRModule(pl.LightningModule):
 # ---------------------------------------------------------------- checkpoints
 
 
+RUN_KEY = "unisr_run"  # the run id stored in every training checkpoint
+
+
+def run_of(path: Path) -> str | None:
+    """The run id a training checkpoint was written by (None: untagged or unreadable). Tensors
+    are memory-mapped, not read."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: belongs to no run we know, so it is never touched
+        return "?"
+    return data.get(RUN_KEY) if isinstance(data, dict) else "?"
+
+
+def run_checkpoints(directory: Path, run_id: str | None, _seen: dict | None = None) -> list[Path]:
+    """The ``step-*.ckpt`` files of ``directory`` written by run ``run_id``, oldest first.
+    ``_seen`` caches ids by (name, size, mtime) across calls."""
+    seen = {} if _seen is None else _seen
+    mine = []
+    for path in sorted(directory.glob("step-*.ckpt"), key=step_of):
+        st = path.stat()
+        key = (path.name, st.st_size, st.st_mtime_ns)
+        if key not in seen:
+            seen[key] = run_of(path)
+        if seen[key] == run_id:
+            mine.append(path)
+    return mine
+
+
 class Checkpoints(pl.Callback):
     """Full training state every ``every`` steps (0 = every epoch) and at the end, keeping the
-    newest ``keep``; at the end also the unisr model files (student, teacher, average)."""
+    newest ``keep`` of this run (``run_id``); at the end also the unisr model files (student,
+    teacher, average of this run's last checkpoints). Checkpoints of another run are never
+    pruned, averaged or overwritten."""
 
-    def __init__(self, out_dir: Path, every: int, keep: int, average: int):
+    def __init__(self, out_dir: Path, every: int, keep: int, average: int, run_id=None):
         self.out_dir, self.dir = out_dir, out_dir / "checkpoints"
         self.every, self.average = every, average
         self.keep = max(keep, average, 1)
         self.last = -1
+        self.run_id = run_id
+        self._seen: dict = {}
+
+    def mine(self) -> list[Path]:
+        return run_checkpoints(self.dir, self.run_id, self._seen)
+
+    def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
+        checkpoint[RUN_KEY] = self.run_id
 
     def save(self, trainer: pl.Trainer) -> None:
         step = trainer.global_step
         if step == self.last:
             return
         self.last = step
-        trainer.save_checkpoint(self.dir / f"step-{step:08d}.ckpt", weights_only=False)
+        path = self.dir / f"step-{step:08d}.ckpt"
+        if path.exists() and path not in self.mine():  # another run's file: keep it
+            path = self.dir / f"step-{step:08d}-{self.run_id}.ckpt"
+        trainer.save_checkpoint(path, weights_only=False)
         if trainer.is_global_zero:
-            for old in sorted(self.dir.glob("step-*.ckpt"), key=step_of)[: -self.keep]:
+            for old in self.mine()[: -self.keep]:
                 old.unlink(missing_ok=True)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
@@ -463,7 +522,7 @@ class Checkpoints(pl.Callback):
         save_checkpoint(self.out_dir / "model.pt", module.model, module.tokenizer, **extra)
         if module.teacher is not None:
             save_checkpoint(self.out_dir / "teacher.pt", module.teacher, module.tokenizer, **extra)
-        recent = last_checkpoints(self.dir, self.average)
+        recent = self.mine()[-self.average :] if self.average > 0 else []
         if self.average > 1 and len(recent) > 1:
             average_checkpoints(recent, self.out_dir / "model_avg.pt")
 
@@ -537,37 +596,129 @@ def build_trainer(cfg: TrainConfig, callbacks: list) -> pl.Trainer:
     )
 
 
+RUN_FILES = ("run.json", "config.yaml", "checkpoints", "model.pt", "teacher.pt", "model_avg.pt",
+             "tensorboard", "csv")  # fmt: skip
+
+
+def global_rank() -> int:
+    """This process's rank from torchrun or SLURM variables (0 when alone)."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+
+
+def run_contents(out: Path) -> list[str]:
+    """The names of a training run's files that ``out`` holds."""
+    return [name for name in RUN_FILES if (out / name).exists()]
+
+
+def folder_run_id(out: Path) -> str | None:
+    """The id in ``out/run.json`` (None without one, e.g. a run of an older version)."""
+    try:
+        return json.loads((out / "run.json").read_text())["run_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclass
+class RunPlan:
+    """What a start does to its run folder, decided before anything is written."""
+
+    out: Path
+    run_id: str
+    ckpt_path: str | None = None  # the checkpoint to continue from
+    move_aside: Path | None = None  # where --overwrite moves the earlier run
+
+
 def find_resume(resume: str | None, out_dir: Path) -> str | None:
-    """``auto``: the run's newest checkpoint (None when there is none); else a path."""
+    """``auto``: the newest checkpoint of the run in ``out_dir`` (an error when there is none);
+    else a path, which must exist."""
     if resume is None:
         return None
     if resume == "auto":
-        found = last_checkpoints(out_dir / "checkpoints", 1)
-        return str(found[0]) if found else None
+        found = run_checkpoints(out_dir / "checkpoints", folder_run_id(out_dir))
+        if not found:
+            raise UnisrError(
+                f"--resume: nothing to resume in {out_dir} (no checkpoints/step-*.ckpt of its "
+                "run); start without --resume"
+            )
+        return str(found[-1])
     if not Path(resume).is_file():
         raise UnisrError(f"{resume}: checkpoint to resume from not found")
     return resume
 
 
-def train(cfg: TrainConfig, resume: str | None = None, callbacks: tuple = ()) -> USRModule:
-    """Run (or resume) a training run; returns the trained module."""
+def plan_run(out: Path, resume: str | None, overwrite: bool) -> RunPlan:
+    """Decide, reading only, what to do with the run folder ``out``: continue its run
+    (``resume``), replace it (``overwrite``), or start in a folder that holds no run."""
+    if resume is not None and overwrite:
+        raise UnisrError("--resume continues the run and --overwrite replaces it: give one")
+    if out.exists() and not out.is_dir():
+        raise UnisrError(f"trainer.out_dir {out}: exists and is not a folder")
+    held = run_contents(out) if out.is_dir() else []
+    if resume is not None:
+        ckpt = find_resume(resume, out)
+        run_id = run_of(Path(ckpt))
+        if run_id == "?":
+            raise UnisrError(f"{ckpt}: not a readable training checkpoint")
+        if held and run_id != folder_run_id(out) and global_rank() == 0:
+            raise UnisrError(
+                f"--resume {ckpt}: {out} holds another run ({', '.join(held)}); resume into that "
+                "checkpoint's own folder or an empty one"
+            )
+        return RunPlan(out, run_id, ckpt_path=ckpt)
+    plan = RunPlan(out, uuid.uuid4().hex)
+    if held and global_rank() == 0:  # the other ranks start after rank 0 has written
+        if not overwrite:
+            raise UnisrError(
+                f"{out} holds a training run ({', '.join(held)}): continue it with --resume, or "
+                "start again with --overwrite (the earlier run is moved aside, not deleted)"
+            )
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = out.with_name(f"{out.name}.replaced-{stamp}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = out.with_name(f"{out.name}.replaced-{stamp}-{n}")
+        plan.move_aside = aside
+    return plan
+
+
+def start_run(plan: RunPlan, cfg: TrainConfig) -> None:
+    """Rank 0 writes the run folder: the earlier run moved aside (``--overwrite``), then
+    ``run.json`` (kept when continuing) and ``config.yaml``."""
+    out = plan.out
+    if plan.move_aside is not None:
+        os.replace(out, plan.move_aside)
+        print(f"unisr train: --overwrite: moved the earlier run {out} to {plan.move_aside}")
+    out.mkdir(parents=True, exist_ok=True)
+    if plan.ckpt_path is None or not (out / "run.json").is_file():
+        info = {"run_id": plan.run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (out / "run.json").write_text(json.dumps(info, indent=1) + "\n")
+    (out / "config.yaml").write_text(yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False))
+
+
+def train(
+    cfg: TrainConfig, resume: str | None = None, callbacks: tuple = (), overwrite: bool = False
+) -> USRModule:
+    """Run (or resume) a training run; returns the trained module. ``resume``: "auto" (the
+    run's newest checkpoint) or a checkpoint path; ``overwrite`` moves an earlier run in the
+    folder aside. Everything is checked before the run folder is touched."""
     t = cfg.trainer
     if t.threads > 0:
         torch.set_num_threads(t.threads)
     pl.seed_everything(t.seed, verbose=False)
+    out = Path(t.out_dir)
+    plan = plan_run(out, resume, overwrite)
     tokenizer = load_tokenizer(cfg.data.tokenizer)
     model_config = cfg.model_config(tokenizer.vocab_size)
-    out = Path(t.out_dir)
-    ckpt_path = find_resume(resume, out)
     module = USRModule(cfg, model_config, tokenizer)
     data = USRDataModule(cfg, model_config, tokenizer)
-    saver = Checkpoints(out, t.ckpt_every, t.keep_checkpoints, t.average_last)
+    data.load_datasets()
+    saver = Checkpoints(out, t.ckpt_every, t.keep_checkpoints, t.average_last, plan.run_id)
     trainer = build_trainer(cfg, [saver, *callbacks])
     if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False))
+        start_run(plan, cfg)
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=data, ckpt_path=plan.ckpt_path)
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -579,7 +730,7 @@ def train_cli(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False), end="")
         return 0
-    module = train(cfg, resume=args.resume)
+    module = train(cfg, resume=args.resume, overwrite=args.overwrite)
     out = Path(cfg.trainer.out_dir)
     if module.global_rank == 0:
         print(f"model: {out / 'model.pt'}  (training state: {out / 'checkpoints'})")
