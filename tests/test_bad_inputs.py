@@ -368,6 +368,9 @@ def test_frames_smaller_than_the_crop_and_one_frame_clips(world, capsys, tmp_pat
     assert isinstance(items[2], BadSample) and "training needs at least 2" in items[2].reason
     evaluation = AVDataset([one], data, labelled=False, train=False)
     assert isinstance(evaluation[0], dict)  # a one-frame clip can be decoded
+    write_manifest(manifest, [good, one])
+    code, out, _ = run_cli(capsys, "validate", manifest)  # validate reports what training skips
+    assert code == 1 and "1 frame(s), training needs at least 2" in out
 
 
 SHARED = {

@@ -404,7 +404,7 @@ def check_row(
     of token ids only that none is the blank.
     """
     try:
-        load_clip(row, tolerance, crop)
+        load_clip(row, tolerance, crop, MIN_TRAIN_FRAMES)  # what training would skip
         if labelled and row.tokens is None and tokenizer is None:
             from .tokenizer import normalize_text
 
