@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from .errors import UnisrError
 
+AUDIO_FRONTENDS = ("resnet", "fbank")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -27,10 +29,15 @@ class ModelConfig:
     attn_dropout: float = 0.1  # encoder self-attention; decoder attention uses none (official)
     drop_path: float = 0.0  # stochastic depth in encoder blocks (training only)
     gamma_init: float = 0.1  # layer scale initial value
+    audio_frontend: str = "resnet"  # "resnet" (raw waveform, official) or "fbank" (log-mel)
 
     def __post_init__(self):
         if self.d_model % self.heads:
             raise UnisrError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+        if self.audio_frontend not in AUDIO_FRONTENDS:
+            raise UnisrError(
+                f"unknown audio_frontend {self.audio_frontend!r}; choose from {AUDIO_FRONTENDS}"
+            )
         if self.vocab_size < 3:
             raise UnisrError(f"vocab_size {self.vocab_size} leaves no room for tokens")
 

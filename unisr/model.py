@@ -6,6 +6,9 @@ Three input streams share one Transformer encoder and one decoder:
     audio -> AudioFrontend -> linear_a  --+-> encoder -> ctc_<stream>, decoder + out_layer_<stream>
     [video, audio] features -> linear_av -/
 
+The audio front-end is the official raw-waveform ResNet or, with ``audio_frontend="fbank"``, a
+log-mel filterbank with two strided convolutions (CPU presets; trains from scratch much faster).
+
 Module and parameter names match the official ``E2E`` state dict, so official checkpoints load
 with no renaming beyond stripping their wrapper prefixes (see ``checkpoint.py``).
 """
@@ -21,7 +24,7 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .errors import UnisrError
-from .frontends import AudioFrontend, VideoFrontend
+from .frontends import AudioFrontend, FbankFrontend, VideoFrontend
 from .transcribe import decode as decode_function
 from .transcribe import transcribe as transcribe_function
 
@@ -143,7 +146,10 @@ class Encoder(nn.Module):
         super().__init__()
         self.d_model = cfg.d_model
         self.frontend_v = VideoFrontend(cfg.frontend_width)
-        self.frontend_a = AudioFrontend(cfg.frontend_width)
+        if cfg.audio_frontend == "fbank":
+            self.frontend_a = FbankFrontend(cfg.d_model)
+        else:
+            self.frontend_a = AudioFrontend(cfg.frontend_width)
         feat_v, feat_a = self.frontend_v.out_dim, self.frontend_a.out_dim
         self.linear_v = nn.Linear(feat_v, cfg.d_model)
         self.linear_a = nn.Linear(feat_a, cfg.d_model)
