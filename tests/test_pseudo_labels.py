@@ -135,14 +135,15 @@ def test_confidence_masks(teacher, clean_batch):
     conf = torch.stack([probs[b, : lengths[b]].log().mean().exp() for b in range(3)])
     low, mid, high = conf.sort().values.tolist()
     threshold = (low + mid) / 2  # between two sequences, far from float noise
-    pls = generate(teacher, video, audio, lengths, "ar", PseudoLabelConfig(threshold=threshold))
+    usr = PseudoLabelConfig(threshold=threshold, token_confidence=False)
+    pls = generate(teacher, video, audio, lengths, "ar", usr)
     assert pls.ctc_keep.tolist() == (conf >= threshold).tolist()
     assert pls.ctc_keep.sum() == 2
     # token-level attention confidence = max softmax probability of each emitted token
     _, _, logps = greedy_ar(teacher, memory, lengths, "av", (lengths * 0.2).long().clamp(min=1))
     expected = (logps >= math.log(threshold)) & (pls.att_tokens != -1)
     assert torch.equal(pls.att_keep, expected)
-    usr1 = generate(teacher, video, audio, lengths, "usr1", PseudoLabelConfig(threshold=threshold))
+    usr1 = generate(teacher, video, audio, lengths, "usr1", usr)
     frame_ok = (probs >= threshold) & (torch.arange(16)[None] < lengths[:, None])
     assert torch.equal(usr1.frame_keep, frame_ok)
 
@@ -191,3 +192,26 @@ def test_teacher_mode_disables_dropout_only(teacher):
     kinds = {type(m).__name__: m.training for m in model.modules()}
     assert kinds["Dropout"] is False and kinds["DropPath"] is False
     assert kinds["BatchNorm2d"] is True  # batch statistics, as USR's teacher
+
+
+def test_token_confidence_rejects_confident_blanks_around_unsure_tokens(teacher, clean_batch):
+    """A weak teacher: every frame a sure blank except two unsure tokens in a 16-frame clip.
+    The all-frame mean (USR) accepts its 2-token label; the emitting frames reject it. A sure
+    label passes both, and a label with no token at all is rejected."""
+    video, audio, lengths = clean_batch
+    logits = torch.full((3, 16, VOCAB), -10.0)
+    logits[:, :, 0] = 10.0  # sure blanks
+    logits[0, [4, 9], 0], logits[0, [4, 9], 3] = 0.0, 0.4  # two unsure tokens (p ~ 0.6)
+    logits[1, [2, 6], 0], logits[1, [2, 6], 5] = -10.0, 10.0  # two sure tokens
+    original = teacher.ctc_logits
+    teacher.ctc_logits = lambda encoded, stream: logits[: encoded.shape[0], : encoded.shape[1]]
+    try:
+        usr = generate(
+            teacher, video, audio, lengths, "ctc_driven", PseudoLabelConfig(token_confidence=False)
+        )
+        ours = generate(teacher, video, audio, lengths, "ctc_driven", PseudoLabelConfig())
+    finally:
+        teacher.ctc_logits = original
+    assert usr.ctc_lengths.tolist() == [2, 2, 0]
+    assert usr.ctc_keep.tolist() == [True, True, True]
+    assert ours.ctc_keep.tolist() == [False, True, False]

@@ -8,7 +8,10 @@ draws one of the two per training step. "usr1" is USR 1.0's recipe: frame-level 
 (blanks kept) and AR attention targets, used through separate output layers (see losses.py).
 
 Confidence filtering (threshold 0.8): attention PLs token by token (max softmax probability);
-CTC PLs per sequence, by the geometric mean over valid frames of the frame-wise max probability;
+CTC PLs per sequence, by the geometric mean over valid frames of the frame-wise max probability
+(USR) and, with ``token_confidence``, also over the frames that emit a token: a weak teacher is
+confident about its many blank frames, so the all-frame mean alone accepts 3-token labels of
+15-word clips; its few emitting frames are not confident. A CTC PL with no token is rejected then.
 AR PLs used as CTC targets per sequence, by the geometric mean of their token probabilities.
 """
 
@@ -35,6 +38,7 @@ class PseudoLabelConfig:
     p_ar_schedule: str = "constant"  # linear / cosine ramp the AR probability from 0 to p_ar
     threshold: float = 0.8
     ar_max_len_ratio: float = 0.2  # AR decoding stops after ratio * frames tokens (USR: T // 5)
+    token_confidence: bool = True  # CTC PLs must also be confident on their emitting frames
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -188,6 +192,10 @@ def generate(
     ctc_tokens, ctc_lengths = collapse(frame_ids, lengths)
     mean_logp = (frame_best_logp * valid).sum(1) / lengths.clamp(min=1)
     ctc_keep = mean_logp.exp() >= cfg.threshold
+    if cfg.token_confidence:
+        emitting = valid & (frame_ids != 0)
+        token_logp = (frame_best_logp * emitting).sum(1) / emitting.sum(1).clamp(min=1)
+        ctc_keep &= (token_logp.exp() >= cfg.threshold) & emitting.any(1)
     pls = PseudoLabels(mode, ctc_tokens, ctc_lengths, ctc_keep)
     eos = teacher.config.eos
     log_threshold = math.log(cfg.threshold) if cfg.threshold > 0 else -math.inf
