@@ -128,7 +128,16 @@ def test_confidence_masks(teacher, clean_batch):
     for mode in ("ctc_driven", "ar", "usr1"):
         loose = generate(teacher, video, audio, lengths, mode, PseudoLabelConfig(threshold=0.0))
         assert loose.ctc_keep.all()
-        assert loose.att_keep.sum() == (loose.att_tokens != -1).sum()
+        valid = loose.att_tokens != -1
+        if mode == "ctc_driven":
+            assert torch.equal(loose.att_keep, valid)
+        else:  # an AR label cut off by the length limit (no eos) is rejected whole
+            ended = torch.tensor(
+                [row[valid[i]][-1] == EOS for i, row in enumerate(loose.att_tokens)]
+            )
+            assert 0 < ended.sum() < 3
+            assert torch.equal(loose.att_keep, valid & ended[:, None])
+            assert torch.equal(loose.ar_seq_keep, ended)
     # sequence-level CTC confidence = geometric mean over valid frames of the max probability
     memory = teacher.encode(video, audio, lengths, streams=("av",))["av"]
     probs = teacher.ctc_logits(memory, "av").softmax(-1).max(-1).values
@@ -141,7 +150,8 @@ def test_confidence_masks(teacher, clean_batch):
     assert pls.ctc_keep.sum() == 2
     # token-level attention confidence = max softmax probability of each emitted token
     _, _, logps = greedy_ar(teacher, memory, lengths, "av", (lengths * 0.2).long().clamp(min=1))
-    expected = (logps >= math.log(threshold)) & (pls.att_tokens != -1)
+    ended = (pls.att_tokens == EOS).any(1, keepdim=True)
+    expected = (logps >= math.log(threshold)) & (pls.att_tokens != -1) & ended
     assert torch.equal(pls.att_keep, expected)
     usr1 = generate(teacher, video, audio, lengths, "usr1", usr)
     frame_ok = (probs >= threshold) & (torch.arange(16)[None] < lengths[:, None])

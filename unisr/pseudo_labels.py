@@ -13,6 +13,7 @@ CTC PLs per sequence, by the geometric mean over valid frames of the frame-wise 
 confident about its many blank frames, so the all-frame mean alone accepts 3-token labels of
 15-word clips; its few emitting frames are not confident. A CTC PL with no token is rejected then.
 AR PLs used as CTC targets per sequence, by the geometric mean of their token probabilities.
+An AR PL that the length limit cut off before eos is rejected whole.
 """
 
 from __future__ import annotations
@@ -213,10 +214,13 @@ def generate(
         max_lengths = (lengths.float() * cfg.ar_max_len_ratio).long().clamp(min=1)
         att, att_lengths, logps = greedy_ar(teacher, memory, lengths, "av", max_lengths)
         positions = length_mask(att_lengths, att.shape[1])
+        # a hypothesis cut off by the length limit never ended: learning it teaches the student
+        # not to stop, so the whole sequence is rejected
+        ended = att.gather(1, (att_lengths - 1).clamp(min=0)[:, None])[:, 0] == eos
         pls.att_tokens, pls.att_lengths = att, att_lengths
-        pls.att_keep = (logps >= log_threshold) & positions
+        pls.att_keep = (logps >= log_threshold) & positions & ended[:, None]
         seq_logp = (logps * positions).sum(1) / att_lengths.clamp(min=1)
-        pls.ar_seq_keep = seq_logp >= log_threshold
+        pls.ar_seq_keep = (seq_logp >= log_threshold) & ended
         if mode == "usr1":
             pls.frame_targets = frame_ids.masked_fill(~valid, IGNORE)
             pls.frame_keep = (frame_best_logp >= log_threshold) & valid
