@@ -77,3 +77,19 @@ def test_configs_without_the_field_keep_the_official_frontend():
     )
     assert config.audio_frontend == "resnet"
     assert isinstance(UnifiedModel(config).encoder.frontend_a, AudioFrontend)
+
+
+def test_frequency_masks_only_in_training():
+    torch.manual_seed(0)
+    frontend = FbankFrontend(channels=8, freq_masks=2)
+    features = frontend.features(torch.randn(4, 6 * 640))
+    masked = frontend.mask_frequencies(features)
+    rows = (masked == 0).all(-1)  # (B, n_mels): whole mel bins zeroed over time
+    assert rows.any(1).all() and (rows.sum(1) <= 2 * FbankFrontend.FREQ_MASK_WIDTH).all()
+    kept = ~rows
+    assert torch.equal(masked[kept], features[kept])
+    audio = torch.randn(2, 6 * 640)
+    frontend.eval()
+    torch.testing.assert_close(frontend(audio), frontend(audio))
+    frontend.train()
+    assert not torch.allclose(frontend(audio), frontend(audio))

@@ -30,6 +30,7 @@ class ModelConfig:
     drop_path: float = 0.0  # stochastic depth in encoder blocks (training only)
     gamma_init: float = 0.1  # layer scale initial value
     audio_frontend: str = "resnet"  # "resnet" (raw waveform, official) or "fbank" (log-mel)
+    fbank_freq_masks: int = 0  # fbank only: SpecAugment frequency masks per utterance (training)
 
     def __post_init__(self):
         if self.d_model % self.heads:

@@ -150,13 +150,16 @@ class FbankFrontend(nn.Module):
     quarters), normalised per utterance and mel bin over the valid frames, then two stride-2
     convolutions over time (GELU) to 25 fps. About a tenth of the raw-waveform ResNet's cost and
     much faster to train from scratch. Padding is zeroed before every step, so a padded batch
-    computes exactly what each utterance would alone.
+    computes exactly what each utterance would alone. In training, ``freq_masks`` SpecAugment
+    frequency masks per utterance (the teacher, in eval mode, sees unmasked features).
     """
 
     HOP, WINDOW = 160, 400
+    FREQ_MASK_WIDTH = 10  # widest SpecAugment frequency mask, in mel bins
 
-    def __init__(self, channels: int, n_mels: int = 80):
+    def __init__(self, channels: int, n_mels: int = 80, freq_masks: int = 0):
         super().__init__()
+        self.freq_masks = freq_masks
         self.register_buffer("window", torch.hann_window(self.WINDOW), persistent=False)
         self.register_buffer(
             "filters", mel_filterbank(n_mels, self.WINDOW, 16000), persistent=False
@@ -194,8 +197,20 @@ class FbankFrontend(nn.Module):
         var = ((logmel - mean).square() * valid).sum(-1, keepdim=True) / count
         return (logmel - mean) / (var + 1e-5).sqrt() * valid
 
+    def mask_frequencies(self, x: Tensor) -> Tensor:
+        """SpecAugment: ``freq_masks`` bands of 0..10 mel bins per utterance set to the mean."""
+        batch, bins = x.shape[0], x.shape[1]
+        shape = (batch, self.freq_masks, 1)
+        width = torch.randint(0, self.FREQ_MASK_WIDTH + 1, shape, device=x.device)
+        start = (torch.rand(shape, device=x.device) * (bins - width)).long()
+        index = torch.arange(bins, device=x.device)
+        masked = ((index >= start) & (index < start + width)).any(1)  # (B, n_mels)
+        return x.masked_fill(masked[:, :, None], 0.0)
+
     def forward(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
         x = self.features(audio, lengths)
+        if self.training and self.freq_masks:
+            x = self.mask_frequencies(x)
         if lengths is None:
             return self.act(self.conv2(self.act(self.conv1(x)))).transpose(1, 2)
         x = self.act(self.conv1(x)) * _time_mask(lengths * 2, x.shape[-1] // 2)[:, None, :]
