@@ -4,6 +4,7 @@ lazily, so ``unisr --help`` stays fast."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from .errors import UnisrError
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         _add_eval,
         _add_prepare,
         _add_train,
+        _add_pretrain,
         _add_synth,
         _add_demo,
     ):
@@ -231,11 +233,11 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train", help="train a model: supervised, USR 1.0 or USR 2.0 semi-supervised"
-    )
-    p.add_argument("config", help="YAML config file or packaged recipe (e.g. synth_demo)")
+def _add_run_command(sub, name: str, help: str, example: str, module: str) -> None:
+    """A training-run command: recipe, overrides, resume / overwrite; runs
+    ``unisr.<module>.<name>_cli``."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("config", help=f"YAML config file or packaged recipe (e.g. {example})")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=1e-3")
     p.add_argument(
         "--resume", nargs="?", const="auto", help="training checkpoint (default: the run's newest)"
@@ -248,11 +250,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
 
     def run(args: argparse.Namespace) -> int:
-        from .train import train_cli
-
-        return train_cli(args)
+        return getattr(importlib.import_module(f"unisr.{module}"), f"{name}_cli")(args)
 
     p.set_defaults(run=run)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    help = "train a model: supervised, USR 1.0 or USR 2.0 semi-supervised"
+    _add_run_command(sub, "train", help, "synth_demo", "train")
+
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    help = "self-supervised pre-training of the encoder on unlabelled clips"
+    _add_run_command(sub, "pretrain", help, "synth_pretrain", "pretrain")
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -278,7 +288,19 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides of the synth_demo recipe")
     p.add_argument("--corpus", default="data/synth_tiny_grid", help="built there if absent")
     p.add_argument("--out", default="runs/synth_demo", help="run folder")
-    p.add_argument("--beam", type=int, default=10, help="beam size for the beam-search row")
+    p.add_argument("--beam", type=int, default=10, help="beam size for the beam-search rows")
+    p.add_argument(
+        "--resume",
+        action="store_const",
+        const="auto",
+        default=None,
+        help="continue the demo run in --out from its newest checkpoint",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again, moving an earlier demo run in --out aside",
+    )
     p.add_argument("--workers", type=int, default=0, help="processes for the corpus (0: all cores)")
 
     def run(args: argparse.Namespace) -> int:

@@ -47,6 +47,12 @@ def sinusoids(positions: Tensor, dim: int) -> Tensor:
     return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)
 
 
+def relative_positions(length: int, dim: int, like: Tensor) -> Tensor:
+    """(1, 2T-1, dim) sinusoids of the distances T-1 .. -(T-1), as the encoder blocks use them."""
+    distances = torch.arange(length - 1, -length, -1, device=like.device)
+    return sinusoids(distances, dim).to(like.dtype)[None]
+
+
 class FeedForward(nn.Module):
     def __init__(self, dim: int, units: int, dropout: float):
         super().__init__()
@@ -147,7 +153,7 @@ class Encoder(nn.Module):
         self.d_model = cfg.d_model
         self.frontend_v = VideoFrontend(cfg.frontend_width)
         if cfg.audio_frontend == "fbank":
-            self.frontend_a = FbankFrontend(cfg.d_model)
+            self.frontend_a = FbankFrontend(cfg.d_model, freq_masks=cfg.fbank_freq_masks)
         else:
             self.frontend_a = AudioFrontend(cfg.frontend_width)
         feat_v, feat_a = self.frontend_v.out_dim, self.frontend_a.out_dim
@@ -187,15 +193,18 @@ class Encoder(nn.Module):
                 projected[stream] = self.linear_av(torch.cat([feats_v, feats_a], dim=-1))
         return projected
 
-    def transformer(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
-        """The shared Transformer on projected features (B, T, D)."""
-        length = x.shape[1]
-        distances = torch.arange(length - 1, -length, -1, device=x.device)
-        pos_emb = sinusoids(distances, self.d_model).to(x.dtype)[None]
+    def transformer(
+        self, x: Tensor, key_mask: Tensor | None, blocks: list[Tensor] | None = None
+    ) -> Tensor:
+        """The shared Transformer on projected features (B, T, D); appends each block's output
+        to ``blocks`` when given (the pre-training targets)."""
+        pos_emb = relative_positions(x.shape[1], self.d_model, x)
         x = self.dropout(x * math.sqrt(self.d_model))
         pos_emb = self.dropout(pos_emb)
         for layer in self.encoders:
             x = layer(x, pos_emb, key_mask)
+            if blocks is not None:
+                blocks.append(x)
         return self.after_norm(x)
 
 
@@ -417,11 +426,13 @@ class UnifiedModel(nn.Module):
         audio: Tensor | None = None,
         lengths: Tensor | None = None,
         streams: tuple[str, ...] | list[str] = STREAMS,
+        blocks: list[Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Encoder outputs (B, T, D) for each requested stream, computed in one batched pass.
 
         video: (B, T, H, W) normalised crops; audio: (B, 640*T) raw 16 kHz samples; lengths: (B,)
         valid frames (None = all valid). Padding never changes the valid frames' outputs.
+        ``blocks`` collects every encoder block's output (streams stacked along the batch).
         """
         for stream in streams:
             _check_stream(stream)
@@ -431,7 +442,7 @@ class UnifiedModel(nn.Module):
         if lengths is not None:
             key_mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
             key_mask = key_mask.repeat(len(streams), 1)
-        out = self.encoder.transformer(x, key_mask).chunk(len(streams), dim=0)
+        out = self.encoder.transformer(x, key_mask, blocks).chunk(len(streams), dim=0)
         return dict(zip(streams, out))
 
     def ctc_logits(self, encoded: Tensor, stream: str) -> Tensor:

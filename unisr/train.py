@@ -310,13 +310,36 @@ class USRModule(pl.LightningModule):
         self.manual_backward(loss)
         return finite
 
+    def apply_gradients(self, finite: bool, step: int) -> tuple[torch.Tensor, float] | None:
+        """Clip, step AdamW and the schedule, then move the teacher by EMA; returns (gradient
+        norm, momentum). A non-finite loss or gradient on any rank skips the step everywhere
+        (counted; returns None)."""
+        cfg = self.cfg
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        bad = torch.tensor(0.0 if finite else 1.0, device=self.device)
+        bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        norm = torch.nn.utils.clip_grad_norm_(self.trainable(), cfg.optim.grad_clip)
+        if bad.item() > 0 or not torch.isfinite(norm):
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1)
+            return None
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        momentum = momentum_at(
+            *self._pl_progress(step), cfg.teacher.momentum_start, cfg.teacher.momentum_end
+        )
+        if self.teacher is not None:
+            ema_update(self.teacher, self.model, momentum)
+        return norm, momentum
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
         cfg, step = self.cfg, self.global_step
         start = self._sync_time()
         seed_step(cfg.trainer.seed, step, self.global_rank)
         self.data_state = batch["data_state"]
         labelled, unlabelled = batch["labelled"], batch["unlabelled"]
-        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         zeros = {s: torch.zeros((), device=self.device) for s in cfg.loss.streams}
         logs: dict[str, float | torch.Tensor] = {}
         frames, pl_seconds, finite = 0, 0.0, True
@@ -355,22 +378,10 @@ class USRModule(pl.LightningModule):
             frames += int(labelled["lengths"].sum())
         finite &= self._backward(total)
 
-        bad = torch.tensor(0.0 if finite else 1.0, device=self.device)
-        bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
-        norm = torch.nn.utils.clip_grad_norm_(self.trainable(), cfg.optim.grad_clip)
-        if bad.item() > 0 or not torch.isfinite(norm):
-            optimizer.zero_grad(set_to_none=True)
-            self.skipped_steps += 1
-            self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1)
+        applied = self.apply_gradients(finite, step)
+        if applied is None:
             return
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        momentum = momentum_at(
-            *self._pl_progress(step), cfg.teacher.momentum_start, cfg.teacher.momentum_end
-        )
-        if self.teacher is not None:
-            ema_update(self.teacher, self.model, momentum)
+        norm, momentum = applied
 
         end = self._sync_time()
         seconds = end - start
@@ -378,7 +389,7 @@ class USRModule(pl.LightningModule):
         logs.update(
             {
                 "loss/total": loss,
-                "train/lr": optimizer.param_groups[0]["lr"],
+                "train/lr": self.optimizers().param_groups[0]["lr"],
                 "train/momentum": momentum,
                 "train/grad_norm": norm,
                 "train/skipped_steps": float(self.skipped_steps),
@@ -509,6 +520,19 @@ class Checkpoints(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         if self.every and trainer.global_step and trainer.global_step % self.every == 0:
             self.save(trainer)
+        start = module.cfg.teacher.start_step
+        if module.teacher is not None and start > 0 and trainer.global_step == start:
+            self.save_pl_start(trainer, module)
+
+    def save_pl_start(self, trainer: pl.Trainer, module: USRModule) -> None:
+        """The state where pseudo-labelling begins: the labelled-only student
+        (``labelled_only.pt``) and the full training state (``checkpoints/pl-start.ckpt``), from
+        which a labelled-only continuation can be compared with the semi-supervised run."""
+        trainer.save_checkpoint(self.dir / "pl-start.ckpt", weights_only=False)
+        if trainer.is_global_zero:
+            extra = {"step": trainer.global_step, "train_config": plain(module.cfg.to_dict())}
+            path = self.out_dir / "labelled_only.pt"
+            save_checkpoint(path, module.model, module.tokenizer, **extra)
 
     def on_train_epoch_end(self, trainer, module) -> None:
         if not self.every:
@@ -597,7 +621,7 @@ def build_trainer(cfg: TrainConfig, callbacks: list) -> pl.Trainer:
 
 
 RUN_FILES = ("run.json", "config.yaml", "checkpoints", "model.pt", "teacher.pt", "model_avg.pt",
-             "tensorboard", "csv")  # fmt: skip
+             "labelled_only.pt", "tensorboard", "csv")  # fmt: skip
 
 
 def global_rank() -> int:
@@ -697,11 +721,17 @@ def start_run(plan: RunPlan, cfg: TrainConfig) -> None:
 
 
 def train(
-    cfg: TrainConfig, resume: str | None = None, callbacks: tuple = (), overwrite: bool = False
+    cfg: TrainConfig,
+    resume: str | None = None,
+    callbacks: tuple = (),
+    overwrite: bool = False,
+    module_class: type[USRModule] = USRModule,
+    data_class: type[USRDataModule] = USRDataModule,
 ) -> USRModule:
     """Run (or resume) a training run; returns the trained module. ``resume``: "auto" (the
     run's newest checkpoint) or a checkpoint path; ``overwrite`` moves an earlier run in the
-    folder aside. Everything is checked before the run folder is touched."""
+    folder aside. Everything is checked before the run folder is touched. Pre-training passes
+    its own module and data classes (``pretrain.py``)."""
     t = cfg.trainer
     if t.threads > 0:
         torch.set_num_threads(t.threads)
@@ -710,8 +740,8 @@ def train(
     plan = plan_run(out, resume, overwrite)
     tokenizer = load_tokenizer(cfg.data.tokenizer)
     model_config = cfg.model_config(tokenizer.vocab_size)
-    module = USRModule(cfg, model_config, tokenizer)
-    data = USRDataModule(cfg, model_config, tokenizer)
+    module = module_class(cfg, model_config, tokenizer)
+    data = data_class(cfg, model_config, tokenizer)
     data.load_datasets()
     saver = Checkpoints(out, t.ckpt_every, t.keep_checkpoints, t.average_last, plan.run_id)
     trainer = build_trainer(cfg, [saver, *callbacks])
@@ -725,12 +755,13 @@ def train(
     return module
 
 
-def train_cli(args) -> int:
+def train_cli(args, run=train) -> int:
+    """``unisr train`` (and, with ``run=pretrain``, ``unisr pretrain``)."""
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
         print(yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False), end="")
         return 0
-    module = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    module = run(cfg, resume=args.resume, overwrite=args.overwrite)
     out = Path(cfg.trainer.out_dir)
     if module.global_rank == 0:
         print(f"model: {out / 'model.pt'}  (training state: {out / 'checkpoints'})")

@@ -2,7 +2,8 @@
 
 A config has the sections ``model`` (a preset name plus any :class:`~unisr.config.ModelConfig`
 field), ``data`` (manifests, tokenizer and the data pipeline settings), ``optim``, ``teacher``,
-``pl`` (pseudo-labelling), ``loss``, ``trainer`` and ``init``. Every key is checked: a typo is an
+``pl`` (pseudo-labelling), ``loss``, ``trainer``, ``init`` and ``pretrain`` (self-supervised
+pre-training, ``unisr pretrain``). Every key is checked: a typo is an
 error that names the key and lists the valid ones. Packaged recipes live in ``unisr/configs``
 and are found by name (``unisr train synth_demo``); relative paths in a config are relative to
 the working directory.
@@ -113,6 +114,20 @@ class InitSection:
 
 
 @dataclass
+class PretrainSection:
+    """Self-supervised pre-training (``unisr pretrain``, USR's defaults): span masks starting at
+    ``mask_prob`` of the frames, ``mask_span`` frames long; a ``predictor_layers``-block
+    predictor; per-stream loss weights."""
+
+    mask_prob: float = 0.4
+    mask_span: int = 3
+    predictor_layers: int = 2
+    stream_weights: dict[str, float] = field(
+        default_factory=lambda: {"v": 0.3, "a": 0.7, "av": 0.7}
+    )
+
+
+@dataclass
 class TrainConfig:
     model: dict = field(default_factory=lambda: {"preset": "base"})
     data: DataSection = field(default_factory=DataSection)
@@ -122,6 +137,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     trainer: TrainerSection = field(default_factory=TrainerSection)
     init: InitSection = field(default_factory=InitSection)
+    pretrain: PretrainSection = field(default_factory=PretrainSection)
 
     def model_config(self, vocab_size: int | None = None) -> ModelConfig:
         """The model section as a :class:`ModelConfig` (``vocab_size`` from the tokenizer)."""
