@@ -108,6 +108,12 @@ def test_demo_table_has_ctc_greedy_attention_greedy_and_beam_rows(checkpoint, tm
         summary = json.loads((tmp_path / "eval" / folder / "summary.json").read_text())
         assert table[name] == {r["stream"]: r["wer"] for r in summary["results"]}
         assert set(table[name]) == {"a", "v", "av"}
-    lines = format_wer_table(table).splitlines()
-    assert lines[0].split() == ["decoding", "a", "v", "av"]
-    assert [line[:12].strip() for line in lines[1:]] == list(table)
+    rows = [{"model": "labelled-only, step 5", "decoding": "beam 2", "wer": table["beam 2"]}]
+    rows += [{"model": "USR 2.0, step 9", "decoding": k, "wer": v} for k, v in table.items()]
+    lines = format_wer_table(rows).splitlines()
+    assert lines[0].split() == ["model", "decoding", "a", "v", "av"]
+    for line, row in zip(lines[1:], rows, strict=True):
+        assert line.startswith(row["model"])
+        cells = line[len(row["model"]) :].split()
+        assert " ".join(cells[:-3]) == row["decoding"]
+        assert [float(c) for c in cells[-3:]] == [round(row["wer"][s], 1) for s in "a v av".split()]

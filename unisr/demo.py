@@ -75,8 +75,14 @@ def plot_curves(run_dir: Path, out: Path) -> Path:
     return out
 
 
-def evaluate_test(checkpoint: Path, manifest: Path, out_dir: Path, beam: int) -> dict:
-    """WER per stream for greedy CTC, greedy attention and beam search decoding."""
+DECODINGS = ("ctc", "greedy", "beam")
+
+
+def evaluate_test(
+    checkpoint: Path, manifest: Path, out_dir: Path, beam: int, methods=DECODINGS
+) -> dict[str, dict[str, float]]:
+    """WER per stream of each decoding method (CTC greedy, attention greedy, beam search),
+    keyed by the method's display name; each method's hypotheses go to a folder of out_dir."""
     from .checkpoint import load_model
     from .decoding import DecodingOptions
     from .evaluate import EvalOptions, evaluate, write_outputs
@@ -84,31 +90,42 @@ def evaluate_test(checkpoint: Path, manifest: Path, out_dir: Path, beam: int) ->
 
     model = load_model(checkpoint)
     rows = read_manifest(manifest)
+    options = {
+        "ctc": ("CTC greedy", DecodingOptions(method="ctc")),
+        "greedy": ("att greedy", DecodingOptions(method="greedy")),
+        "beam": (f"beam {beam}", DecodingOptions(method="beam", beam_size=beam, ctc_weight=0.1)),
+    }
     table = {}
-    for name, decoding in (
-        ("CTC greedy", DecodingOptions(method="ctc")),
-        ("att greedy", DecodingOptions(method="greedy")),
-        (f"beam {beam}", DecodingOptions(method="beam", beam_size=beam, ctc_weight=0.1)),
-    ):
+    for method in methods:
+        name, decoding = options[method]
         summary, results = evaluate(model, rows, EvalOptions(decoding=decoding))
         write_outputs(out_dir / name.lower().replace(" ", "_"), summary, results)
         table[name] = {r["stream"]: r["wer"] for r in summary["results"]}
     return table
 
 
-def format_wer_table(table: dict) -> str:
+def format_wer_table(rows: list[dict]) -> str:
+    """Rows of {"model", "decoding", "wer": {stream: WER}} as an aligned text table."""
     streams = ("a", "v", "av")
-    lines = [f"{'decoding':<12}" + "".join(f"{s:>8}" for s in streams)]
-    for name, wers in table.items():
-        lines.append(f"{name:<12}" + "".join(f"{wers[s]:>8.1f}" for s in streams))
+    width = max(len("model"), *(len(r["model"]) for r in rows)) + 2
+    lines = [f"{'model':<{width}}{'decoding':<12}" + "".join(f"{s:>8}" for s in streams)]
+    for r in rows:
+        cells = "".join(f"{r['wer'][s]:>8.1f}" for s in streams)
+        lines.append(f"{r['model']:<{width}}{r['decoding']:<12}{cells}")
     return "\n".join(lines)
+
+
+def checkpoint_step(path: Path) -> int:
+    from .checkpoint import read_checkpoint
+
+    return int(read_checkpoint(path).get("step", 0))
 
 
 def demo_cli(args) -> int:
     from .train import train
     from .train_config import load_config
 
-    start = time.time()
+    start_time = time.time()
     corpus = Path(args.corpus)
     workers = args.workers or os.cpu_count() or 1
     ensure_corpus(corpus, workers)
@@ -124,25 +141,34 @@ def demo_cli(args) -> int:
     ]
     cfg = load_config("synth_demo", [*paths, f"trainer.out_dir={args.out}", *args.overrides])
     run_dir = Path(cfg.trainer.out_dir)
-    train(cfg)
+    train(cfg, resume=args.resume, overwrite=args.overwrite)
     trained = time.time()
     model_path = run_dir / "model_avg.pt"
     if not model_path.is_file():
         model_path = run_dir / "model.pt"
     if not model_path.is_file():
         raise UnisrError(f"training wrote no model into {run_dir}")
-    table = evaluate_test(model_path, corpus / "test.tsv", run_dir / "eval", args.beam)
+    test = corpus / "test.tsv"
+    rows = []
+    start = run_dir / "labelled_only.pt"
+    if start.is_file():  # the student when pseudo-labelling began
+        base = evaluate_test(start, test, run_dir / "eval_labelled_only", args.beam, ("beam",))
+        model = f"labelled-only, step {checkpoint_step(start)}"
+        rows += [{"model": model, "decoding": k, "wer": v} for k, v in base.items()]
+    final = evaluate_test(model_path, test, run_dir / "eval", args.beam)
+    model = f"USR 2.0, step {checkpoint_step(run_dir / 'model.pt')}"
+    rows += [{"model": model, "decoding": k, "wer": v} for k, v in final.items()]
     plot = plot_curves(run_dir, run_dir / "curves.png")
     done = time.time()
     timing = {
-        "corpus_s": round(built - start, 1),
+        "corpus_s": round(built - start_time, 1),
         "train_s": round(trained - built, 1),
         "eval_s": round(done - trained, 1),
-        "total_s": round(done - start, 1),
+        "total_s": round(done - start_time, 1),
     }
-    (run_dir / "demo.json").write_text(json.dumps({"wer": table, "seconds": timing}, indent=1))
-    print(f"\nTest WER % ({corpus / 'test.tsv'}, unseen speakers):")
-    print(format_wer_table(table))
+    (run_dir / "demo.json").write_text(json.dumps({"wer": rows, "seconds": timing}, indent=1))
+    print(f"\nTest WER % ({test}, unseen speakers):")
+    print(format_wer_table(rows))
     print(f"\nmodel:        {model_path}")
     print(f"logs:         {run_dir / 'tensorboard'} (TensorBoard), {run_dir / 'csv'} (CSV)")
     print(f"curves:       {plot}")
