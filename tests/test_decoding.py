@@ -85,7 +85,8 @@ def tiny():
     """A random small model whose hypotheses end at several lengths (eos and blank biased, the
     decoder made to look at its memory), and a padded batch with garbage in the padding."""
     torch.manual_seed(0)
-    cfg = model_config("tiny", vocab_size=40, d_model=32, heads=2, ff_units=64)
+    cfg = model_config("tiny", vocab_size=40, d_model=32, heads=2, ff_units=64, enc_layers=2,
+                       audio_frontend="resnet")  # fmt: skip
     model = UnifiedModel(cfg).eval()
     with torch.no_grad():
         for layer in model.decoder.decoders:

@@ -25,7 +25,9 @@ EOS = VOCAB - 1
 @pytest.fixture(scope="module")
 def teacher():
     torch.manual_seed(0)
-    model = UnifiedModel(model_config("tiny", vocab_size=VOCAB, enc_layers=1)).eval()
+    model = UnifiedModel(
+        model_config("tiny", vocab_size=VOCAB, enc_layers=1, audio_frontend="resnet")
+    ).eval()
     with torch.no_grad():  # tune eos so some rows end by eos and one by the length limit
         model.decoder.out_layer_av.bias[EOS] = -0.5
     return model
