@@ -24,7 +24,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from report import machine, write_section
 
-from unisr.demo import ensure_corpus, evaluate_test
+from unisr.demo import corpus_overrides, ensure_corpus, evaluate_test, final_model
 from unisr.train import train
 from unisr.train_config import load_config
 
@@ -60,13 +60,7 @@ def csv_curve(run_dir: Path) -> list[dict]:
 
 
 def run(corpus: Path, out: Path, overrides: list[str], beam: int, usr2: Path | None) -> dict:
-    paths = [
-        f"data.labelled={corpus / 'train_labelled.tsv'}",
-        f"data.unlabelled={corpus / 'train_unlabelled.tsv'}",
-        f"data.val={corpus / 'val.tsv'}",
-        f"data.tokenizer={corpus / 'tokenizer.model'}",
-        "trainer.progress_bar=false",
-    ]
+    paths = [*corpus_overrides(corpus), "trainer.progress_bar=false"]
     cfg = load_config("synth_demo", [*paths, *overrides, f"trainer.out_dir={out / 'usr2'}"])
     start, total = cfg.teacher.start_step, cfg.optim.max_steps
     if not 0 < start < total:
@@ -92,8 +86,7 @@ def run(corpus: Path, out: Path, overrides: list[str], beam: int, usr2: Path | N
     continuation_seconds = time.time() - began
     test = {}
     for name, folder in (("usr2", usr2), ("labelled_only", out / "labelled_only")):
-        model = folder / "model_avg.pt"
-        model = model if model.is_file() else folder / "model.pt"
+        model = final_model(folder)
         table = evaluate_test(model, corpus / "test.tsv", out / name / "eval", beam, ("beam",))
         test[name] = next(iter(table.values()))
     result = {

@@ -117,6 +117,27 @@ def format_wer_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def corpus_overrides(corpus: Path) -> list[str]:
+    """The ``synth_demo`` recipe's data paths pointed at a corpus folder."""
+    return [
+        f"data.{key}={corpus / name}"
+        for key, name in (
+            ("labelled", "train_labelled.tsv"),
+            ("unlabelled", "train_unlabelled.tsv"),
+            ("val", "val.tsv"),
+            ("tokenizer", "tokenizer.model"),
+        )
+    ]
+
+
+def final_model(run_dir: Path) -> Path:
+    """A finished run's model: the checkpoint average if there is one, else the last student."""
+    for name in ("model_avg.pt", "model.pt"):
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise UnisrError(f"training wrote no model into {run_dir}")
+
+
 def checkpoint_step(path: Path) -> int:
     from .checkpoint import read_checkpoint
 
@@ -132,30 +153,18 @@ def demo_cli(args) -> int:
     workers = args.workers or os.cpu_count() or 1
     ensure_corpus(corpus, workers)
     built = time.time()
-    paths = [
-        f"data.{key}={corpus / name}"
-        for key, name in (
-            ("labelled", "train_labelled.tsv"),
-            ("unlabelled", "train_unlabelled.tsv"),
-            ("val", "val.tsv"),
-            ("tokenizer", "tokenizer.model"),
-        )
-    ]
-    cfg = load_config("synth_demo", [*paths, f"trainer.out_dir={args.out}", *args.overrides])
+    overrides = [*corpus_overrides(corpus), f"trainer.out_dir={args.out}", *args.overrides]
+    cfg = load_config("synth_demo", overrides)
     run_dir = Path(cfg.trainer.out_dir)
     train(cfg, resume=args.resume, overwrite=args.overwrite)
     trained = time.time()
-    model_path = run_dir / "model_avg.pt"
-    if not model_path.is_file():
-        model_path = run_dir / "model.pt"
-    if not model_path.is_file():
-        raise UnisrError(f"training wrote no model into {run_dir}")
+    model_path = final_model(run_dir)
     test = corpus / "test.tsv"
     rows = []
-    start = run_dir / "labelled_only.pt"
-    if start.is_file():  # the student when pseudo-labelling began
-        base = evaluate_test(start, test, run_dir / "eval_labelled_only", args.beam, ("beam",))
-        model = f"labelled-only, step {checkpoint_step(start)}"
+    pl_start = run_dir / "labelled_only.pt"
+    if pl_start.is_file():  # the student when pseudo-labelling began
+        base = evaluate_test(pl_start, test, run_dir / "eval_labelled_only", args.beam, ("beam",))
+        model = f"labelled-only, step {checkpoint_step(pl_start)}"
         rows += [{"model": model, "decoding": k, "wer": v} for k, v in base.items()]
     final = evaluate_test(model_path, test, run_dir / "eval", args.beam)
     model = f"USR 2.0, step {checkpoint_step(run_dir / 'model.pt')}"

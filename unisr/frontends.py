@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .media import SAMPLES_PER_FRAME
+from .media import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 
 def _time_mask(lengths: Tensor, size: int) -> Tensor:
@@ -162,7 +162,7 @@ class FbankFrontend(nn.Module):
         self.freq_masks = freq_masks
         self.register_buffer("window", torch.hann_window(self.WINDOW), persistent=False)
         self.register_buffer(
-            "filters", mel_filterbank(n_mels, self.WINDOW, 16000), persistent=False
+            "filters", mel_filterbank(n_mels, self.WINDOW, SAMPLE_RATE), persistent=False
         )
         self.conv1 = nn.Conv1d(n_mels, channels, 3, 2, 1)
         self.conv2 = nn.Conv1d(channels, channels, 3, 2, 1)

@@ -181,9 +181,8 @@ class PretrainModule(USRModule):
 
 
 def pretrain(cfg: TrainConfig, resume: str | None = None, overwrite: bool = False, callbacks=()):
-    """Run (or resume) a pre-training run; returns the trained module."""
-    if not cfg.data.unlabelled:
-        raise UnisrError("data.unlabelled is not set (the clips to pre-train on)")
+    """Run (or resume) a pre-training run; returns the trained module. A missing
+    ``data.unlabelled`` is refused before anything is written (``PretrainData``)."""
     return train(cfg, resume, callbacks, overwrite, module_class=PretrainModule,
                  data_class=PretrainData)  # fmt: skip
 
