@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from unisr.media import write_audio, write_video
-from unisr.mouth import articulate, render
-from unisr.synth import build_corpus, format_summary, plan_corpus, speak
+from unisr.synth.corpus import build_corpus, format_summary, plan_corpus, speak
+from unisr.synth.mouth import articulate, render
 
 
 def stage_costs(size: str, domain: str, n: int = 40) -> dict[str, float]:

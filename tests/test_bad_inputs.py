@@ -24,7 +24,7 @@ from unisr.dataset import AVDataset, BadSample, DataConfig
 from unisr.manifest import ManifestRow, write_manifest
 from unisr.media import write_audio, write_video
 from unisr.model import UnifiedModel
-from unisr.synth import build_corpus
+from unisr.synth.corpus import build_corpus
 from unisr.tokenizer import Tokenizer
 from unisr.transforms import AugmentConfig
 

@@ -29,11 +29,12 @@ else:
 import matplotlib.cbook  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from unisr import cli, media, mouth_roi  # noqa: E402
+from unisr import cli, media  # noqa: E402
 from unisr.errors import UnisrError  # noqa: E402
-from unisr.landmarks import FaceMesh, TaskLandmarker  # noqa: E402
 from unisr.manifest import read_manifest  # noqa: E402
-from unisr.mouth_roi import CROP, STABLE_POINTS, crop_mouths, crop_video, mean_face  # noqa: E402
+from unisr.prepare import crop  # noqa: E402
+from unisr.prepare.crop import CROP, STABLE_POINTS, crop_mouths, crop_video, mean_face  # noqa: E402
+from unisr.prepare.landmarks import FaceMesh, TaskLandmarker  # noqa: E402
 
 # iBUG point i of a face is point MIRROR[i] of its mirror image
 MIRROR = np.array(
@@ -116,7 +117,7 @@ def test_mean_face_is_reproducible_from_the_photos(still):
     for _ in range(10):
         aligned = []
         for s in shapes:
-            m = mouth_roi.similarity(s, mean)
+            m = crop.similarity(s, mean)
             aligned.append(s @ m[:, :2].T + m[:, 2])
         mean = np.mean(aligned, axis=0)
         mean = (mean - mean.mean(0)) / np.linalg.norm(mean - mean.mean(0))
@@ -143,22 +144,22 @@ def test_crops_follow_the_mouth_of_a_talking_face(mesh, talking):
     assert np.corrcoef(gaps, WARP)[0, 1] > 0.85
     assert gaps[WARP > 7].mean() > gaps[WARP < 3].mean() + 2.0  # the lips part with the warp
 
-    tracked = mouth_roi.track(found)
-    transforms = mouth_roi.crop_transforms(tracked)
+    tracked = crop.track(found)
+    transforms = crop.crop_transforms(tracked)
     centres = transforms[:, :, :2] @ np.array([CROP / 2 - 0.5] * 2) + transforms[:, :, 2]
     mouths = np.stack([points[48:68].mean(axis=0) for points in found])
     width = np.linalg.norm(found[0][54] - found[0][48])
     # centred on the detected mouth up to the smoothing of the moving lip (source pixels)
     assert np.linalg.norm(centres - mouths, axis=1).max() < 0.1 * width
     for points in tracked:  # alignment levels the eyes, whatever the head tilt
-        matrix = mouth_roi.similarity(points[list(STABLE_POINTS)], mean_face()[list(STABLE_POINTS)])
+        matrix = crop.similarity(points[list(STABLE_POINTS)], mean_face()[list(STABLE_POINTS)])
         eyes = points[[36, 45]] @ matrix[:, :2].T + matrix[:, 2]
         assert abs(eyes[1, 1] - eyes[0, 1]) < 3.0
 
     crops = crop_mouths(frames, 25.0, mesh)
     assert crops.shape == (FRAMES, CROP, CROP) and crops.std() > 20
-    assert mouth_roi.looks_like_mouth_crop(crops, mesh)
-    assert not mouth_roi.looks_like_mouth_crop(frames, mesh)
+    assert crop.looks_like_mouth_crop(crops, mesh)
+    assert not crop.looks_like_mouth_crop(frames, mesh)
 
 
 def test_crop_video_file_with_audio(tmp_path, mesh, talking):
@@ -170,19 +171,19 @@ def test_crop_video_file_with_audio(tmp_path, mesh, talking):
     assert crops.shape == (FRAMES, CROP, CROP)
     in_memory = crop_mouths(frames, 25.0, mesh)
     assert np.abs(crops.astype(float) - in_memory).mean() < 4.0  # only the mp4 coding differs
-    audio = mouth_roi.video_audio(path, len(crops))
+    audio = crop.video_audio(path, len(crops))
     assert audio.shape == (FRAMES * media.SAMPLES_PER_FRAME,) and np.abs(audio).max() > 0.2
 
     # what transcription reads: the face video is cropped, the crop video is kept as it is
-    np.testing.assert_array_equal(mouth_roi.mouth_frames(path, landmarker=mesh), crops)
+    np.testing.assert_array_equal(crop.mouth_frames(path, landmarker=mesh), crops)
     media.write_video(tmp_path / "crops.mp4", crops)
-    np.testing.assert_array_equal(mouth_roi.mouth_frames(tmp_path / "crops.mp4"), crops)
+    np.testing.assert_array_equal(crop.mouth_frames(tmp_path / "crops.mp4"), crops)
 
 
 def test_blank_video_reports_no_face(tmp_path, mesh):
     path = tmp_path / "blank.mp4"
     media.write_video(path, np.zeros((FRAMES, 128, 128, 3), np.uint8))
-    with pytest.raises(mouth_roi.NoFaceError, match=r"blank\.mp4: no face"):
+    with pytest.raises(crop.NoFaceError, match=r"blank\.mp4: no face"):
         crop_video(path, mesh)
 
 

@@ -10,10 +10,11 @@ import json
 import numpy as np
 import pytest
 
-from unisr import cli, landmarks, media, mouth_roi
+from unisr import cli, media
 from unisr.errors import UnisrError
 from unisr.manifest import read_manifest
-from unisr.mouth_roi import CROP, crop_mouths, crop_video, looks_like_mouth_crop, mean_face
+from unisr.prepare import crop, landmarks
+from unisr.prepare.crop import CROP, crop_mouths, crop_video, looks_like_mouth_crop, mean_face
 
 
 def _similarity(scale: float, angle: float, shift: tuple[float, float]) -> np.ndarray:
@@ -33,7 +34,7 @@ def _pattern() -> np.ndarray:
 
 def _render(reference: np.ndarray, to_source: np.ndarray, size=(240, 320)) -> np.ndarray:
     """The RGB source frame showing ``reference`` mapped through ``to_source``."""
-    inverse = mouth_roi._invert(to_source)
+    inverse = crop._invert(to_source)
     y, x = np.mgrid[0 : size[0], 0 : size[1]].astype(np.float64)
     rx = inverse[0, 0] * x + inverse[0, 1] * y + inverse[0, 2]
     ry = inverse[1, 0] * x + inverse[1, 1] * y + inverse[1, 2]
@@ -86,17 +87,17 @@ def test_crop_recovers_the_reference_pattern_through_a_rotation_and_scale():
 
 def test_missed_frames_are_interpolated_between_detections():
     points = [np.full((68, 2), 10.0), None, None, np.full((68, 2), 40.0), None]
-    filled = mouth_roi.fill_missing(points)
+    filled = crop.fill_missing(points)
     assert filled[:, 0, 0].tolist() == [10.0, 20.0, 30.0, 40.0, 40.0]
-    with pytest.raises(mouth_roi.NoFaceError, match="no face"):
-        mouth_roi.fill_missing([None] * 20)
+    with pytest.raises(crop.NoFaceError, match="no face"):
+        crop.fill_missing([None] * 20)
 
 
 def test_smoothing_removes_shape_jitter_but_follows_the_face():
     rng = np.random.default_rng(0)
     base = mean_face()
     moving = np.stack([base + (3.0 * t, 0.0) + rng.normal(0, 1.0, base.shape) for t in range(30)])
-    smoothed = mouth_roi.smooth(moving)
+    smoothed = crop.smooth(moving)
     truth = np.stack([base + (3.0 * t, 0.0) for t in range(30)])
     middle = slice(6, 24)
     assert np.abs(smoothed - truth)[middle].std() < 0.5 * np.abs(moving - truth)[middle].std()
@@ -106,22 +107,22 @@ def test_smoothing_removes_shape_jitter_but_follows_the_face():
 
 
 def test_similarity_is_exact_on_transformed_points():
-    points = mean_face()[list(mouth_roi.STABLE_POINTS)]
+    points = mean_face()[list(crop.STABLE_POINTS)]
     matrix = _similarity(1.7, -0.4, (12.0, 5.0))
-    np.testing.assert_allclose(mouth_roi.similarity(points, _apply(matrix, points)), matrix)
+    np.testing.assert_allclose(crop.similarity(points, _apply(matrix, points)), matrix)
 
 
 def test_frame_rate_is_resampled_by_picking_frames():
-    np.testing.assert_array_equal(mouth_roi.resample_indices(5, 25.0), np.arange(5))
-    picks = mouth_roi.resample_indices(60, 30.0)
+    np.testing.assert_array_equal(crop.resample_indices(5, 25.0), np.arange(5))
+    picks = crop.resample_indices(60, 30.0)
     assert len(picks) == 50 and picks[0] == 0 and picks[-1] == 59
     assert np.all(np.diff(picks) >= 1)
-    assert len(mouth_roi.resample_indices(30, 15.0)) == 50  # upsampling repeats frames
+    assert len(crop.resample_indices(30, 15.0)) == 50  # upsampling repeats frames
 
 
 def test_too_short_and_wrong_shape_are_reported():
     frames = np.stack([_render(_pattern(), TO_SOURCE)] * 11)
-    with pytest.raises(mouth_roi.TooShortError, match="11 frames"):
+    with pytest.raises(crop.TooShortError, match="11 frames"):
         crop_mouths(frames, 25.0, StandIn(TO_SOURCE))
     with pytest.raises(UnisrError, match="RGB frames"):
         crop_mouths(frames[..., 0], 25.0, StandIn(TO_SOURCE))
@@ -165,7 +166,7 @@ def test_crop_video_resamples_30_fps_and_fits_the_audio(tmp_path):
     crops = crop_video(path, stand_in)
     assert crops.shape == (30, CROP, CROP) and stand_in.calls == 30
     assert np.abs(crops.astype(float) - _expected_crop(reference)).mean() < 1.0
-    sound = mouth_roi.video_audio(path, len(crops))
+    sound = crop.video_audio(path, len(crops))
     assert sound.shape == (30 * media.SAMPLES_PER_FRAME,) and np.abs(sound).max() > 0.2
 
 
@@ -173,16 +174,16 @@ def test_mouth_frames_crops_face_videos_and_keeps_mouth_crops(tmp_path):
     reference = _pattern()
     face = tmp_path / "face.mp4"
     media.write_video(face, np.stack([_render(reference, TO_SOURCE)] * 12))
-    crops = mouth_roi.mouth_frames(face, landmarker=StandIn(TO_SOURCE))  # 240x320: a face video
+    crops = crop.mouth_frames(face, landmarker=StandIn(TO_SOURCE))  # 240x320: a face video
     assert crops.shape == (12, CROP, CROP)
     assert np.abs(crops.astype(float) - _expected_crop(reference)).mean() < 1.0
 
     mouth = tmp_path / "mouth.mp4"
     clip = np.random.default_rng(0).integers(0, 10, (36, CROP, CROP), dtype=np.uint8)  # faceless
     media.write_video(mouth, clip, fps=30)
-    kept = mouth_roi.mouth_frames(mouth, landmarker=StandIn(TO_SOURCE))
-    np.testing.assert_array_equal(kept, clip[mouth_roi.resample_indices(36, 30.0)])
-    forced = mouth_roi.mouth_frames(face, cropped=True)  # no landmarks needed
+    kept = crop.mouth_frames(mouth, landmarker=StandIn(TO_SOURCE))
+    np.testing.assert_array_equal(kept, clip[crop.resample_indices(36, 30.0)])
+    forced = crop.mouth_frames(face, cropped=True)  # no landmarks needed
     assert forced.shape == (12, 240, 320)
 
 
@@ -201,7 +202,7 @@ def _corpus(folder):
 
 def test_prepare_writes_crops_manifest_and_summary_and_resumes(tmp_path, monkeypatch, capsys):
     stand_in = StandIn(TO_SOURCE)
-    monkeypatch.setattr("unisr.prepare.load_landmarker", lambda face_model=None: stand_in)
+    monkeypatch.setattr("unisr.prepare.folder.load_landmarker", lambda face_model=None: stand_in)
     src, out = tmp_path / "src", tmp_path / "out"
     _corpus(src)
     assert cli.main(["prepare", str(src), str(out), "--quiet"]) == 0

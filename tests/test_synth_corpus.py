@@ -1,4 +1,4 @@
-"""The synthetic corpus builder (unisr.synth) on its reduced "test" size."""
+"""The synthetic corpus builder (unisr.synth.corpus) on its reduced "test" size."""
 
 import json
 import os
@@ -15,7 +15,7 @@ from test_synth_mouth import mouth_opening
 from unisr.errors import UnisrError
 from unisr.manifest import read_manifest, read_usr_csv
 from unisr.media import read_audio, read_video, read_video_audio
-from unisr.synth import (
+from unisr.synth.corpus import (
     OOD_ACCENTS,
     OOD_VARIANTS,
     SIZES,
@@ -151,7 +151,7 @@ def test_rerun_after_kill_completes_without_duplicates_or_corrupt_files(corpus, 
     ref, _ = corpus
     out = tmp_path / "killed"
     code = (
-        "from unisr.synth import build_corpus; "
+        "from unisr.synth.corpus import build_corpus; "
         f"build_corpus({str(out)!r}, size='test', domain='grid', seed=0, workers=1, "
         "progress=False)"
     )

@@ -1,4 +1,4 @@
-"""Speech synthesis timings and the mouth renderer (unisr.speech, unisr.mouth)."""
+"""Speech synthesis timings and the mouth renderer (unisr.synth.speech, unisr.synth.mouth)."""
 
 from dataclasses import replace
 
@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from unisr.media import SAMPLE_RATE
-from unisr.mouth import (
+from unisr.synth.corpus import (
+    GRID_SLOTS,
+    OOD_ACCENTS,
+    SPOKEN,
+    TRAIN_ACCENTS,
+    load_sentences,
+    make_speaker,
+)
+from unisr.synth.mouth import (
     PARAMS,
     PHONE_VISEMES,
     VISEMES,
@@ -18,15 +26,7 @@ from unisr.mouth import (
     split_phone,
     visemes_of,
 )
-from unisr.speech import MAX_CLOSURE, PAUSE, Phone, SpeechError, Voice, synthesize
-from unisr.synth import (
-    GRID_SLOTS,
-    OOD_ACCENTS,
-    SPOKEN,
-    TRAIN_ACCENTS,
-    load_sentences,
-    make_speaker,
-)
+from unisr.synth.speech import MAX_CLOSURE, PAUSE, Phone, SpeechError, Voice, synthesize
 
 
 def mouth_opening(frames: np.ndarray) -> np.ndarray:

@@ -33,8 +33,8 @@ def read_mouth_video(path: str | Path, cropped: bool | None = None) -> np.ndarra
     """uint8 grayscale frames (T, H, W) at 25 fps of a video file. Every video file the API
     reads comes through here: a face video is cropped to the mouth on the fly (needs the
     ``prepare`` extra), a mouth-crop video is used as it is. ``cropped=None`` tells them apart
-    (:func:`unisr.mouth_roi.mouth_frames`); True or False forces either."""
-    from .mouth_roi import mouth_frames
+    (:func:`unisr.prepare.crop.mouth_frames`); True or False forces either."""
+    from .prepare.crop import mouth_frames
 
     return mouth_frames(path, cropped)
 

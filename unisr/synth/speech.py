@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UnisrError
-from .media import SAMPLE_RATE, resample
+from ..errors import UnisrError
+from ..media import SAMPLE_RATE, resample
 
 ESPEAK_RATE = 22050  # what standard (non-MBROLA) voices synthesise at
 PAUSE = "_"  # phone symbol used for silence

@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.ndimage import affine_transform, gaussian_filter
 
-from .media import FPS
+from ..media import FPS
 from .speech import PAUSE, Phone
 
 SIZE = 96

@@ -1,11 +1,11 @@
 """``unisr synth``: a synthetic audio-visual speech corpus that needs no download.
 
-Speech comes from eSpeak NG (:mod:`unisr.speech`), the mouth video from the phoneme timings
-(:mod:`unisr.mouth`), so audio and video share one timeline. The corpus has the structure of the
-real task: speech that is easy to hear and hard to lip-read, many speakers and faces, a small
-labelled pool and a ten times larger unlabelled one (partly multi-sentence, so longer), held-out
-test speakers, and test sets that are longer (``test_long``) or from other voices, faces, text
-and recording conditions (``test_ood``), plus a babble-noise track for SNR tests.
+Speech comes from eSpeak NG (:mod:`unisr.synth.speech`), the mouth video from the phoneme
+timings (:mod:`unisr.synth.mouth`), so audio and video share one timeline. The corpus has the
+structure of the real task: speech that is easy to hear and hard to lip-read, many speakers and
+faces, a small labelled pool and a ten times larger unlabelled one (partly multi-sentence, so
+longer), held-out test speakers, and test sets that are longer (``test_long``) or from other
+voices, faces, text and recording conditions (``test_ood``), plus babble noise for SNR tests.
 
 Layout under ``--out DIR``: ``{split}/{id}.mp4`` (lossless 96x96 gray, 25 fps), ``{id}.wav``
 (16 kHz, exactly 640 samples per frame), ``{id}.json`` (phone and word timings, speaker),
@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .errors import UnisrError
-from .manifest import ManifestRow, write_manifest, write_usr_csv
-from .media import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, fit_audio, write_audio, write_video
+from ..errors import UnisrError
+from ..manifest import ManifestRow, write_manifest, write_usr_csv
+from ..media import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, fit_audio, write_audio, write_video
+from ..tokenizer import Tokenizer, normalize_text
 from .mouth import Face, Take, articulate, render
 from .speech import Voice, speech_seconds, synthesize
-from .tokenizer import Tokenizer, normalize_text
 
 SPLITS = ("train_labelled", "train_unlabelled", "val", "test", "test_long", "test_ood")
 DOMAINS = ("grid", "open", "both")
@@ -154,7 +154,7 @@ def _pool_of(text: str) -> str:
 
 def load_sentences() -> list[str]:
     """The shipped open-domain sentences (WordNet 3.0 examples, see assets/README.md)."""
-    path = Path(__file__).parent / "assets" / "wordnet_sentences.txt"
+    path = Path(__file__).resolve().parents[1] / "assets" / "wordnet_sentences.txt"
     return [s for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
 
 
@@ -575,8 +575,8 @@ def write_preview(out: str | Path, n_utterances: int = 3, step: int = 2) -> list
     phone under each frame and the transcript above) and a short mp4 with sound, in ``out``."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from .manifest import read_manifest
-    from .media import read_audio, read_video
+    from ..manifest import read_manifest
+    from ..media import read_audio, read_video
 
     out = Path(out)
     rows, seen = [], set()

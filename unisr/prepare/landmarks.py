@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UnisrError
+from ..errors import UnisrError
 
 INSTALL_HINT = "pip install 'unisr[prepare]'"
 

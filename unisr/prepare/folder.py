@@ -24,11 +24,11 @@ from pathlib import Path
 import soundfile as sf
 from tqdm import tqdm
 
-from .errors import UnisrError
+from ..errors import UnisrError
+from ..manifest import ManifestRow, write_manifest
+from ..media import SAMPLES_PER_FRAME, MediaError, write_audio, write_video
+from .crop import NoFaceError, TooShortError, crop_video, video_audio
 from .landmarks import Landmarker, load_landmarker
-from .manifest import ManifestRow, write_manifest
-from .media import SAMPLES_PER_FRAME, MediaError, write_audio, write_video
-from .mouth_roi import NoFaceError, TooShortError, crop_video, video_audio
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".flv")
 PROCESSED, DONE_BEFORE = "processed", "already prepared"

@@ -3,7 +3,7 @@
 The conventions of the USR / auto_avsr family (the crops the official models were trained on):
 
 1. 25 fps by picking frames at ``linspace(0, n - 1, int(n / fps * 25))`` (no blending);
-2. 68 iBUG landmarks per frame (:mod:`unisr.landmarks`); frames without a face are linearly
+2. 68 iBUG landmarks per frame (:mod:`unisr.prepare.landmarks`); frames without a face are linearly
    interpolated between detections (the ends copy the nearest one);
 3. landmarks averaged over up to 6 frames either side (fewer at the ends), re-centred on the
    frame's own centroid, so shape jitter is smoothed and the face does not lag behind motion;
@@ -28,9 +28,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .errors import UnisrError
-from .landmarks import Landmarker, LandmarkerUnavailable, load_landmarker
-from .media import (
+from ..errors import UnisrError
+from ..media import (
     FPS,
     SAMPLE_RATE,
     MediaError,
@@ -40,6 +39,7 @@ from .media import (
     read_video_audio,
     resample,
 )
+from .landmarks import Landmarker, LandmarkerUnavailable, load_landmarker
 
 CROP = 96
 REFERENCE_SIZE = 256
@@ -48,7 +48,7 @@ MOUTH = slice(48, 68)
 SMOOTH_RADIUS = 6  # frames either side: the official window of 12
 MIN_FRAMES = 12
 GRAY_WEIGHTS = np.array([0.2989, 0.587, 0.114], dtype=np.float32)
-MEAN_FACE_PATH = Path(__file__).parent / "assets" / "mean_face_68.txt"
+MEAN_FACE_PATH = Path(__file__).resolve().parents[1] / "assets" / "mean_face_68.txt"
 
 
 class NoFaceError(UnisrError):
