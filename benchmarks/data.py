@@ -90,7 +90,7 @@ def run(clips: int, repeats: int) -> list[tuple[str, int, float]]:
             dataset = AVDataset(rows * LOADER_PASSES, DataConfig(), cache=cache)
             sampler = FrameBatchSampler(dataset.lengths, 600, seed=0)
             loader = BatchLoader(dataset, sampler, workers=workers)
-            return lambda: sum(len(b["ids"]) for b in loader)
+            return lambda: sum(len(b.ids) for b in loader)
 
         results = [
             ("decode", 0, timed(lambda: [load_clip(r) for r in rows], repeats)),

@@ -1,9 +1,10 @@
 """Cost of one semi-supervised training step per pseudo-labelling mode, side by side.
 
-For each mode (``usr1``, ``ar``, ``ctc_driven``, ``mixed``, and ``supervised`` for reference) the
-same fixed random batches go through what ``unisr train`` does in a step: pseudo-labels from the
-EMA teacher on the clean AV view, the student's unlabelled losses and backward, the labelled
-losses and backward, clipping, AdamW, EMA update. Times are medians after warm-up steps.
+Each mode (``usr1``, ``ar``, ``ctc_driven``, ``mixed``, and ``supervised`` for reference) runs
+:func:`unisr.step.training_step`, the function ``unisr train`` calls per step (PLs from the EMA
+teacher, unlabelled and labelled losses with their two backward passes, clipping, AdamW and its
+schedule, EMA, step seeding, skipping), on the same fixed random batches. Times are medians
+after warm-up steps.
 
 The model is untrained, so its pseudo-labels are made realistic by construction: the teacher's
 CTC blank bias is raised until the collapsed CTC labels are about as long as the AR limit
@@ -21,40 +22,77 @@ import contextlib
 import datetime
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 from report import machine
 
-from unisr.config import model_config
-from unisr.ema import ema_update, make_teacher, momentum_at, set_teacher_mode
-from unisr.losses import LossConfig, UnlabelledHeads, combine, labelled_losses, unlabelled_losses
-from unisr.pseudo_labels import PseudoLabelConfig, draw_mode, generate
+from unisr.config import ModelConfig, model_config
+from unisr.dataset import Batch
+from unisr.ema import make_teacher, set_teacher_mode
+from unisr.losses import UnlabelledHeads
+from unisr.model import UnifiedModel
+from unisr.pseudo_labels import PseudoLabelConfig, generate
+from unisr.step import Learner, TrainBatch, build_optimizer, training_step
+from unisr.train_config import TrainConfig
 
 MODES = ("supervised", "usr1", "ar", "ctc_driven", "mixed")
 
 
-def batch(frames: int, clip: int, size: int, vocab: int, device, labelled: bool, seed: int) -> dict:
+def step_config(mode: str, total_steps: int) -> TrainConfig:
+    """The trainer's defaults (the paper's losses, EMA and schedule), pseudo-labelling with
+    ``mode`` from step 0 (``supervised``: no unlabelled data); the teacher is not reset to the
+    student at step 0, so its calibration (:func:`calibrate_blank`) stays."""
+    cfg = TrainConfig()
+    semi = mode != "supervised"
+    return replace(
+        cfg,
+        data=replace(cfg.data, unlabelled="synthetic" if semi else None),
+        pl=replace(cfg.pl, mode=mode),
+        optim=replace(cfg.optim, max_steps=total_steps, warmup_steps=1),
+        teacher=replace(cfg.teacher, reset_at_start=False),
+    )
+
+
+def synthetic_batch(
+    frames: int, clip: int, model: ModelConfig, labelled: bool, seed: int, device
+) -> Batch:
+    """Random clips of ``clip`` frames filling a budget of ``frames``; labelled ones carry
+    ``clip // 5`` random tokens, unlabelled ones a student view equal to the clean one."""
     g = torch.Generator().manual_seed(seed)
-    n = max(frames // clip, 1)
-    out = {
-        "video": torch.randn(n, clip, size, size, generator=g),
-        "audio": 0.1 * torch.randn(n, clip * 640, generator=g),
-        "lengths": torch.full((n,), clip, dtype=torch.long),
-    }
+    n, size = max(frames // clip, 1), model.image_size
+    video = torch.randn(n, clip, size, size, generator=g)
+    audio = 0.1 * torch.randn(n, clip * 640, generator=g)
+    batch = Batch([str(i) for i in range(n)], video, audio, torch.full((n,), clip))
     if labelled:
         units = max(clip // 5, 1)
-        out["targets"] = torch.randint(1, vocab - 1, (n, units), generator=g)
-        out["target_lengths"] = torch.full((n,), units, dtype=torch.long)
+        batch.targets = torch.randint(1, model.vocab_size - 1, (n, units), generator=g)
+        batch.target_lengths = torch.full((n,), units)
     else:
-        out["video_student"], out["audio_student"] = out["video"].clone(), out["audio"].clone()
-    return {k: v.to(device) for k, v in out.items()}
+        batch.video_student, batch.audio_student = video.clone(), audio.clone()
+    return batch.to(device)
 
 
-def calibrate_blank(teacher, unlabelled: dict, target: float) -> None:
+def make_learner(model_cfg: ModelConfig, cfg: TrainConfig, device) -> Learner:
+    """Student, teacher and heads built in the order the trainer builds them, so a seed gives
+    the trainer's initial weights; AdamW and the schedule as the trainer makes them."""
+    model = UnifiedModel(model_cfg).to(device).train()
+    teacher = make_teacher(model) if cfg.data.unlabelled else None
+    heads = None
+    if teacher is not None and cfg.pl.mode == "usr1":
+        heads = UnlabelledHeads(model_cfg.d_model, model_cfg.vocab_size).to(device)
+    params = list(model.parameters()) + (list(heads.parameters()) if heads else [])
+    o = cfg.optim
+    optimizer, scheduler = build_optimizer(params, o, o.max_steps, o.warmup_steps)
+    return Learner(model, optimizer, scheduler, teacher, heads)
+
+
+def calibrate_blank(teacher: UnifiedModel, unlabelled: Batch, target: float) -> None:
     """Raise the teacher's CTC blank logit until collapsed CTC PLs are about ``target`` long."""
     bias = teacher.ctc_av.ctc_lo.bias
+    set_teacher_mode(teacher)
     for _ in range(60):
-        pls = generate(teacher, unlabelled["video"], unlabelled["audio"], unlabelled["lengths"],
+        pls = generate(teacher, unlabelled.video, unlabelled.audio, unlabelled.lengths,
                        "ctc_driven", PseudoLabelConfig())  # fmt: skip
         if pls.ctc_lengths.float().mean() <= target:
             return
@@ -62,72 +100,43 @@ def calibrate_blank(teacher, unlabelled: dict, target: float) -> None:
             bias[0] += 0.25
 
 
-def sync(device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter()
+def run_steps(learner: Learner, batch: TrainBatch, cfg: TrainConfig, device, bf16=False) -> list:
+    """The trainer's step, ``cfg.optim.max_steps`` times on one batch; the step results."""
+    total = cfg.optim.max_steps
+
+    def clock() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    )
+    results = []
+    for step in range(total):
+        with autocast:
+            results.append(training_step(learner, batch, step, total, cfg, clock=clock))
+    return results
 
 
 def run_mode(mode: str, args, device) -> dict:
-    torch.manual_seed(0)
-    cfg = model_config(args.preset, vocab_size=args.vocab)
-    from unisr.model import UnifiedModel
-
-    model = UnifiedModel(cfg).to(device).train()
-    teacher = make_teacher(model)
-    heads = UnlabelledHeads(cfg.d_model, cfg.vocab_size).to(device) if mode == "usr1" else None
-    params = list(model.parameters()) + (list(heads.parameters()) if heads else [])
-    optimizer = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.98), weight_decay=0.04)
-    loss_cfg, pl_cfg = (
-        LossConfig(),
-        PseudoLabelConfig(mode=mode if mode != "supervised" else "mixed"),
-    )
-    size = cfg.image_size
-    lab = batch(args.labelled_frames, args.clip_frames, size, cfg.vocab_size, device, True, 1)
-    unlab = batch(args.unlabelled_frames, args.clip_frames, size, cfg.vocab_size, device, False, 2)
-    set_teacher_mode(teacher)
-    calibrate_blank(teacher, unlab, 0.2 * args.clip_frames)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
-    )
     total = args.warmup + args.steps
-    steps, pl_times, lengths = [], [], []
-    for step in range(total):
-        start = sync(device)
-        pl_seconds = 0.0
-        with autocast:
-            zeros = {s: torch.zeros((), device=device) for s in loss_cfg.streams}
-            if mode != "supervised":
-                drawn = draw_mode(pl_cfg, step, total, seed=0)
-                set_teacher_mode(teacher)
-                pls = generate(teacher, unlab["video"], unlab["audio"], unlab["lengths"], drawn,
-                               pl_cfg)  # fmt: skip
-                pl_seconds = sync(device) - start
-                stats = pls.stats()
-                lengths.append((stats["pl/ctc_len"], stats.get("pl/att_len", 0.0)))
-                losses = unlabelled_losses(model, unlab, pls, loss_cfg, heads)
-                _, unlabelled_total, _ = combine(zeros, losses, loss_cfg)
-                unlabelled_total.backward()
-            losses = labelled_losses(model, lab, loss_cfg)
-            labelled_total, _, _ = combine(
-                losses, None if mode == "supervised" else zeros, loss_cfg
-            )
-            labelled_total.backward()
-        torch.nn.utils.clip_grad_norm_(params, 3.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema_update(teacher, model, momentum_at(step, total))
-        seconds = sync(device) - start
-        if step >= args.warmup:
-            steps.append(seconds)
-            pl_times.append(pl_seconds)
-    ctc_len = statistics.mean(c for c, _ in lengths) if lengths else 0.0
-    att_len = statistics.mean(a for _, a in lengths) if lengths else 0.0
+    cfg = step_config(mode, total)
+    model_cfg = model_config(args.preset, vocab_size=args.vocab)
+    torch.manual_seed(0)
+    learner = make_learner(model_cfg, cfg, device)
+    clip = args.clip_frames
+    lab = synthetic_batch(args.labelled_frames, clip, model_cfg, True, 1, device)
+    unlab = synthetic_batch(args.unlabelled_frames, clip, model_cfg, False, 2, device)
+    batch = TrainBatch(lab, unlab if learner.teacher is not None else None)
+    if learner.teacher is not None:
+        calibrate_blank(learner.teacher, unlab, 0.2 * clip)
+    results = run_steps(learner, batch, cfg, device, args.bf16)[args.warmup :]
+    logs = [r.logs for r in results if r.applied]
+    keys = {"step": "time/step", "pl": "time/pseudo_labels", "ctc_len": "pl/ctc_len",
+            "att_len": "pl/att_len"}  # fmt: skip
     return {
-        "step": statistics.median(steps),
-        "pl": statistics.median(pl_times),
-        "ctc_len": ctc_len,
-        "att_len": att_len,
+        name: statistics.median(float(x.get(key, 0.0)) for x in logs) for name, key in keys.items()
     }
 
 

@@ -70,7 +70,7 @@ def test_convert_round_trip_keeps_weights_and_vocabulary(tmp_path, official_dir,
     assert model.config == official_model.config
     for key, value in official_model.state_dict().items():
         assert torch.equal(model.state_dict()[key], value)
-    assert not list(tmp_path.glob(".*.tmp"))  # atomic write left no temp file
+    assert [p.name for p in tmp_path.iterdir()] == ["converted.pt"]  # no partial file left
 
 
 def test_official_file_without_units_is_a_clear_error(official_dir):

@@ -4,14 +4,15 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from test_data_loading import make_clip
 
-from unisr.checkpoint import convert, load_model
+from unisr.checkpoint import convert, load_model, save_checkpoint
 from unisr.cli import main
 from unisr.dataset import load_clip
 from unisr.decoding import DecodingOptions
-from unisr.demo import evaluate_test, format_wer_table
-from unisr.evaluate import bucket_label, rates, score
+from unisr.demo import format_wer_table, wer_rows
+from unisr.evaluate import bucket_label, rates, score, word_errors
 from unisr.manifest import write_manifest
 from unisr.media import write_audio
 from unisr.tokenizer import normalize_text
@@ -96,24 +97,67 @@ def test_scoring_helpers():
     assert [bucket_label(n, (50, 100)) for n in (0, 49, 50, 99, 100, 500)] == [
         "0-50", "0-50", "50-100", "50-100", "100+", "100+"
     ]  # fmt: skip
+    # validation in training counts with this too: after the official normalisation
+    assert word_errors(["The cat, sat.", "hello"], ["THE CAT SAT", "HELLO WORLD"]) == (1, 4)
 
 
-def test_demo_table_has_ctc_greedy_attention_greedy_and_beam_rows(checkpoint, tmp_path):
-    rows = [make_clip(tmp_path / "clips", f"u{i}", frames=n, text=f"HELLO WORLD {i}", seed=i)
-            for i, n in enumerate([12, 9])]  # fmt: skip
-    write_manifest(tmp_path / "test.tsv", rows)
-    table = evaluate_test(checkpoint, tmp_path / "test.tsv", tmp_path / "eval", beam=2)
-    assert list(table) == ["CTC greedy", "att greedy", "beam 2"]
-    for name, folder in zip(table, ["ctc_greedy", "att_greedy", "beam_2"]):
-        summary = json.loads((tmp_path / "eval" / folder / "summary.json").read_text())
-        assert table[name] == {r["stream"]: r["wer"] for r in summary["results"]}
-        assert set(table[name]) == {"a", "v", "av"}
-    rows = [{"model": "labelled-only, step 5", "decoding": "beam 2", "wer": table["beam 2"]}]
-    rows += [{"model": "USR 2.0, step 9", "decoding": k, "wer": v} for k, v in table.items()]
+def word_edits(reference: list[str], hypothesis: list[str]) -> int:
+    """Levenshtein distance between two word sequences."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, 1):
+        current = [i]
+        for j, hyp in enumerate(hypothesis, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
+        previous = current
+    return previous[-1]
+
+
+def wer_of(folder, stream: str, references: dict[str, str]) -> float:
+    """WER % of the hypotheses that evaluation wrote into ``folder``, counted here."""
+    lines = (folder / f"hyps_{stream}_clean.tsv").read_text().splitlines()[1:]
+    written = {uid: (ref, hyp) for uid, _, ref, hyp, *_ in (line.split("\t") for line in lines)}
+    assert {uid: ref for uid, (ref, _) in written.items()} == references
+    edits = sum(word_edits(ref.split(), hyp.split()) for ref, hyp in written.values())
+    return 100 * edits / sum(len(ref.split()) for ref in references.values())
+
+
+def test_demo_table_reports_the_wer_of_each_model_and_decoding(checkpoint, tmp_path):
+    """The demo's rows and printed table: the labelled-only student first (beam search), then
+    the final model by CTC greedy, attention greedy and beam search, each with the WER of the
+    hypotheses its evaluation wrote, counted here from the references and hypotheses."""
+    texts = {"u0": "BUT BECAME HELLO WORLD", "u1": "MAKE J WHOLEABLE TALK"}  # some words hit
+    clips = [make_clip(tmp_path / "clips", uid, frames=n, text=text, seed=i)
+             for i, ((uid, text), n) in enumerate(zip(texts.items(), [12, 9]))]  # fmt: skip
+    write_manifest(tmp_path / "test.tsv", clips)
+    run = tmp_path / "run"
+    run.mkdir()
+    model = load_model(checkpoint)
+    save_checkpoint(run / "model.pt", model, model.tokenizer, step=9)
+    torch.manual_seed(0)
+    with torch.no_grad():  # another student, so that the two models' rows differ
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_checkpoint(run / "labelled_only.pt", model, model.tokenizer, step=5)
+
+    rows = wer_rows(run, tmp_path / "test.tsv", beam=2)
+    final = [("CTC greedy", "ctc_greedy"), ("att greedy", "att_greedy"), ("beam 2", "beam_2")]
+    expected = [("labelled-only, step 5", "beam 2", run / "eval_labelled_only" / "beam_2")]
+    expected += [("USR 2.0, step 9", name, run / "eval" / folder) for name, folder in final]
+    assert [(r["model"], r["decoding"]) for r in rows] == [e[:2] for e in expected]
+    wers = [{s: wer_of(folder, s, texts) for s in ("a", "v", "av")} for *_, folder in expected]
+    for row, wer in zip(rows, wers, strict=True):
+        assert row["wer"] == pytest.approx(wer), row
+    assert wers[0] != wers[-1] and len({w["av"] for w in wers}) > 2  # the numbers tell rows apart
+
     lines = format_wer_table(rows).splitlines()
     assert lines[0].split() == ["model", "decoding", "a", "v", "av"]
-    for line, row in zip(lines[1:], rows, strict=True):
-        assert line.startswith(row["model"])
-        cells = line[len(row["model"]) :].split()
-        assert " ".join(cells[:-3]) == row["decoding"]
-        assert [float(c) for c in cells[-3:]] == [round(row["wer"][s], 1) for s in "a v av".split()]
+    for line, (model_name, decoding, _), wer in zip(lines[1:], expected, wers, strict=True):
+        assert line.startswith(model_name)
+        cells = line[len(model_name) :].split()
+        assert " ".join(cells[:-3]) == decoding
+        assert [float(c) for c in cells[-3:]] == [round(wer[s], 1) for s in ("a", "v", "av")]
+
+    (run / "labelled_only.pt").unlink()  # a run that never pseudo-labelled has no such row
+    assert [r["model"] for r in wer_rows(run, tmp_path / "test.tsv", beam=2)] == [
+        "USR 2.0, step 9"
+    ] * 3

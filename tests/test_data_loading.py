@@ -110,24 +110,23 @@ def test_items_and_batches_have_the_contract_shapes(tmp_path, tokenizer):
     item = labelled[1]
     assert item["video"].shape == (17, 88, 88) and item["audio"].shape == (17 * 640,)
     assert tokenizer.decode(item["tokens"]) == TEXTS[1]
-    batch = collate([labelled[i] for i in range(3)])
-    assert batch.pop("skipped") == []
-    assert set(batch) == {"ids", "video", "audio", "lengths", "targets", "target_lengths"}
-    assert batch["video"].shape == (3, 24, 88, 88) and batch["audio"].shape == (3, 24 * 640)
-    assert batch["lengths"].tolist() == [10, 17, 24]
-    assert (batch["video"][0, 10:] == 0).all() and (batch["audio"][0, 10 * 640 :] == 0).all()
-    assert batch["targets"].shape[1] == int(batch["target_lengths"].max())
-    assert (batch["targets"][batch["targets"] < 0] == -1).all()
-    assert batch["targets"][0, : batch["target_lengths"][0]].tolist() == tokenizer.encode(TEXTS[0])
+    batch, bad = collate([labelled[i] for i in range(3)])
+    assert bad == [] and batch.ids == ["c0", "c1", "c2"]
+    assert batch.video_student is None and batch.audio_student is None
+    assert batch.video.shape == (3, 24, 88, 88) and batch.audio.shape == (3, 24 * 640)
+    assert batch.lengths.tolist() == [10, 17, 24] and batch.frames == 51
+    assert (batch.video[0, 10:] == 0).all() and (batch.audio[0, 10 * 640 :] == 0).all()
+    assert batch.targets.shape[1] == int(batch.target_lengths.max())
+    assert (batch.targets[batch.targets < 0] == -1).all()
+    assert batch.targets[0, : batch.target_lengths[0]].tolist() == tokenizer.encode(TEXTS[0])
 
     cfg = DataConfig()
     cfg.augment.resize = 44
     unlabelled = AVDataset(rows, cfg, labelled=False, seed=1)
-    batch = collate([unlabelled[i] for i in range(3)])
-    batch.pop("skipped")
-    assert set(batch) == {"ids", "video", "audio", "lengths", "video_student", "audio_student"}
-    assert batch["video"].shape == batch["video_student"].shape == (3, 24, 44, 44)
-    assert batch["audio"].shape == batch["audio_student"].shape == (3, 24 * 640)
+    batch, _ = collate([unlabelled[i] for i in range(3)])
+    assert batch.targets is None and batch.target_lengths is None
+    assert batch.video.shape == batch.video_student.shape == (3, 24, 44, 44)
+    assert batch.audio.shape == batch.audio_student.shape == (3, 24 * 640)
     clean = unlabelled[2]
     assert not torch.equal(clean["video"], clean["video_student"])  # own crop/flip and masks
     wav = torch.from_numpy(sf.read(rows[2].audio, dtype="int16")[0] / 32768).float()
@@ -147,7 +146,7 @@ def test_bad_files_are_skipped_named_and_counted(corpus, tokenizer, caplog):
     loader = BatchLoader(dataset, FrameBatchSampler(dataset.lengths, 400, seed=0), name="test")
     with caplog.at_level(logging.WARNING, logger="unisr.data"):
         batches = [b for b in loader if b is not None]
-    ids = sorted(i for b in batches for i in b["ids"])
+    ids = sorted(i for b in batches for i in b.ids)
     assert ids == ["good0", "good1", "good2", "good3"]
     assert set(loader.bad) == set(bad)
     for name, reason in bad.items():

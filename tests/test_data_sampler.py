@@ -99,9 +99,9 @@ def test_loader_resume_and_combined_iterator(caplog):
     with caplog.at_level("WARNING", logger="unisr.data"):
         steps = list(train)
     assert len(steps) == len(unlab) > len(lab)  # the labelled loader cycles
-    assert all(lb is not None and lb["video"].shape[0] >= 1 for lb, _ in steps)
+    assert all(lb is not None and lb.video.shape[0] >= 1 for lb, _ in steps)
     assert lab.epoch >= 1
-    seen = [i for _, u in steps for i in u["ids"]]
+    seen = [i for _, u in steps for i in u.ids]
     assert "u25" not in seen and len(seen) == len(unlab_lengths) - 1
     assert [r.message for r in caplog.records if "u25" in r.message] == [
         "unlab: skipping u25 (/x/u25.mp4): file not found"
@@ -121,7 +121,7 @@ def test_combined_iterator_resumes_mid_epoch(stop):
     lab_lengths, unlab_lengths = [5, 6, 7, 8, 9, 10, 11], list(range(20, 60))
 
     def ids(steps):
-        return [(lb["ids"], u["ids"]) for lb, u in steps]
+        return [(lb.ids, u.ids) for lb, u in steps]
 
     full = make_train(lab_lengths, unlab_lengths)
     full.set_epoch(1)

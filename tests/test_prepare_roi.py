@@ -69,6 +69,9 @@ class StandIn(landmarks.Landmarker):
 
 
 TO_SOURCE = _similarity(0.8, 0.2, (40.0, -30.0))
+SMALL = 120  # a small square frame, as a mouth crop has, showing a whole face:
+SMALL_TO_SOURCE = _similarity(0.5, 0.1, (SMALL / 2, SMALL / 2))
+SMALL_TO_SOURCE[:, 2] -= SMALL_TO_SOURCE[:, :2] @ mean_face()[48:68].mean(axis=0)  # mouth centred
 
 
 def _expected_crop(reference: np.ndarray) -> np.ndarray:
@@ -128,13 +131,28 @@ def test_too_short_and_wrong_shape_are_reported():
         crop_mouths(frames[..., 0], 25.0, StandIn(TO_SOURCE))
 
 
-def test_looks_like_mouth_crop():
+def test_looks_like_mouth_crop_by_frame_size():
     assert looks_like_mouth_crop(np.zeros((5, 96, 96), np.uint8))
     assert not looks_like_mouth_crop(np.zeros((5, 96, 128), np.uint8))
     assert not looks_like_mouth_crop(np.zeros((5, 256, 256, 3), np.uint8))
-    face = np.full((5, 96, 96, 3), 128, np.uint8)  # the stand-in finds a face in any bright frame
-    assert not looks_like_mouth_crop(face, StandIn(TO_SOURCE))
-    assert looks_like_mouth_crop(np.zeros((5, 96, 96, 3), np.uint8), StandIn(TO_SOURCE))
+
+
+def test_small_square_videos_are_cropped_when_a_face_is_found_and_kept_when_not(tmp_path):
+    """Small square frames look like a mouth crop; when a face is found in them (here only in
+    the last frame) the video is a face video and comes out as its mouth crops, else as it is."""
+    reference = _pattern()
+    frames = np.zeros((14, SMALL, SMALL, 3), np.uint8)  # black: the stand-in finds no face
+    frames[-1] = _render(reference, SMALL_TO_SOURCE, size=(SMALL, SMALL))
+    late_face = tmp_path / "late_face.mp4"
+    media.write_video(late_face, frames)
+    crops = crop.mouth_frames(late_face, landmarker=StandIn(SMALL_TO_SOURCE))
+    assert crops.shape == (14, CROP, CROP) and crops[:-1].max() == 0
+    assert np.abs(crops[-1].astype(float) - _expected_crop(reference)).mean() < 1.0
+
+    faceless = tmp_path / "faceless.mp4"
+    clip = np.random.default_rng(0).integers(0, 10, (14, SMALL, SMALL), dtype=np.uint8)
+    media.write_video(faceless, clip)
+    np.testing.assert_array_equal(crop.mouth_frames(faceless, landmarker=StandIn(TO_SOURCE)), clip)
 
 
 def test_index_table_is_a_68_point_selection_of_the_mesh():
@@ -157,15 +175,17 @@ def test_missing_mediapipe_names_the_extra(monkeypatch):
 
 
 def test_crop_video_resamples_30_fps_and_fits_the_audio(tmp_path):
-    reference = _pattern()
-    frames = np.stack([_render(reference, TO_SOURCE)] * 36)
+    references = [0.5 * _pattern() + 3.0 * k for k in range(36)]  # every frame its own
+    frames = np.stack([_render(reference, TO_SOURCE) for reference in references])
     audio = np.sin(np.arange(int(1.2 * 44100)) / 30.0).astype(np.float32) * 0.3
     path = tmp_path / "face.mp4"
     media.write_video(path, frames, fps=30, audio=audio, sample_rate=44100)
     stand_in = StandIn(TO_SOURCE)
     crops = crop_video(path, stand_in)
     assert crops.shape == (30, CROP, CROP) and stand_in.calls == 30
-    assert np.abs(crops.astype(float) - _expected_crop(reference)).mean() < 1.0
+    picks = np.linspace(0, 35, 30).astype(int)  # 30 of the 36 frames, spread evenly
+    for k, crop_k in zip(picks, crops, strict=True):
+        assert np.abs(crop_k.astype(float) - _expected_crop(references[k])).mean() < 1.0, k
     sound = crop.video_audio(path, len(crops))
     assert sound.shape == (30 * media.SAMPLES_PER_FRAME,) and np.abs(sound).max() > 0.2
 

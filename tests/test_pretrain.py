@@ -9,7 +9,9 @@ from test_train import Crash, CrashAfter
 from train_corpus import make_corpus, overrides
 
 import unisr.train as train_module
+from unisr.checkpoint import read_checkpoint
 from unisr.config import model_config
+from unisr.dataset import Batch
 from unisr.ema import make_teacher
 from unisr.model import UnifiedModel, relative_positions
 from unisr.pretrain import (
@@ -21,6 +23,7 @@ from unisr.pretrain import (
     span_mask,
     teacher_targets,
 )
+from unisr.tokenizer import load_tokenizer
 from unisr.train import train
 from unisr.train_config import PretrainSection, load_config
 
@@ -95,8 +98,8 @@ def test_gradients_reach_the_student_encoder_and_predictor_never_the_teacher(tin
     student, teacher, predictor = tiny
     student.zero_grad(set_to_none=True)
     torch.manual_seed(2)
-    batch = {"video": torch.randn(2, 12, 32, 32), "audio": torch.randn(2, 12 * 640),
-             "lengths": torch.tensor([12, 9])}  # fmt: skip
+    batch = Batch(ids=["x", "y"], video=torch.randn(2, 12, 32, 32),
+                  audio=torch.randn(2, 12 * 640), lengths=torch.tensor([12, 9]))  # fmt: skip
     losses = pretrain_losses(student, teacher, predictor, batch, PretrainSection())
     losses["total"].backward()
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
@@ -115,7 +118,7 @@ def corpus(tmp_path_factory) -> dict:
 def pretrain_config(corpus, out, **extra):
     items = overrides(corpus, out, **extra)
     items = [i for i in items if not i.startswith(("data.labelled=", "data.val="))]
-    return load_config(None, [*items, "data.val=null", "optim.betas=[0.9,0.999]"])
+    return load_config(None, [*items, "data.val=null", "optim.betas=[0.9,0.999]"], "pretrain")
 
 
 @pytest.fixture(scope="module")
@@ -143,10 +146,10 @@ def test_pretrained_encoder_initialises_training_with_fresh_decoder_and_heads(
     _, out = pretrained
     init = ["init.checkpoint=" + str(out / "model.pt"), "init.encoder_only=true"]
     cfg = load_config(None, [*overrides(corpus, tmp_path, **{"optim.max_steps": 1}), *init])
-    pre = train_module.read_checkpoint(out / "model.pt")["model"]
+    pre = read_checkpoint(out / "model.pt")["model"]
     torch.manual_seed(123)
     module = train_module.USRModule(cfg, cfg.model_config(pre["ctc_a.ctc_lo.weight"].shape[0]),
-                                    train_module.load_tokenizer(cfg.data.tokenizer))  # fmt: skip
+                                    load_tokenizer(cfg.data.tokenizer))  # fmt: skip
     state = module.model.state_dict()
     for key, value in pre.items():
         if key.startswith("encoder.") and not key.startswith("encoder.after_norm."):

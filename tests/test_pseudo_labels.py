@@ -1,20 +1,20 @@
 """Pseudo-label generation: collapse, CTC-driven teacher forcing, AR decoding, confidence, modes."""
 
 import math
+from collections import Counter
 
 import pytest
 import torch
 
 from unisr import ema
 from unisr.config import model_config
+from unisr.decoding import attention_greedy, ctc_collapse
 from unisr.model import UnifiedModel
 from unisr.pseudo_labels import (
     PseudoLabelConfig,
     append_eos,
-    collapse,
     draw_mode,
     generate,
-    greedy_ar,
     teacher_forcing_inputs,
 )
 
@@ -46,7 +46,7 @@ def test_collapse_merges_repeats_drops_blanks_and_padding():
     frames = torch.tensor(
         [[0, 3, 3, 0, 3, 5, 5, 0], [4, 4, 4, 0, 0, 2, 9, 9], [0, 0, 0, 0, 0, 0, 0, 0]]
     )
-    tokens, lengths = collapse(frames, torch.tensor([8, 6, 8]))
+    tokens, lengths = ctc_collapse(frames, torch.tensor([8, 6, 8]))
     assert lengths.tolist() == [3, 2, 0]
     assert tokens.tolist() == [[3, 3, 5], [4, 2, -1], [-1, -1, -1]]
 
@@ -111,7 +111,7 @@ def test_batched_ar_generator_equals_naive_loop(teacher, clean_batch):
     video, audio, lengths = clean_batch
     memory = teacher.encode(video, audio, lengths, streams=("av",))["av"]
     max_lengths = torch.tensor([9, 6, 1])
-    tokens, out_lengths, logps = greedy_ar(teacher, memory, lengths, "av", max_lengths)
+    tokens, out_lengths, logps = attention_greedy(teacher, memory, lengths, "av", max_lengths)
     ended_by_eos = 0
     for b in range(3):
         ref_tokens, ref_logps = naive_greedy(
@@ -151,7 +151,8 @@ def test_confidence_masks(teacher, clean_batch):
     assert pls.ctc_keep.tolist() == (conf >= threshold).tolist()
     assert pls.ctc_keep.sum() == 2
     # token-level attention confidence = max softmax probability of each emitted token
-    _, _, logps = greedy_ar(teacher, memory, lengths, "av", (lengths * 0.2).long().clamp(min=1))
+    limits = (lengths * 0.2).long().clamp(min=1)
+    _, _, logps = attention_greedy(teacher, memory, lengths, "av", limits)
     ended = (pls.att_tokens == EOS).any(1, keepdim=True)
     expected = (logps >= math.log(threshold)) & (pls.att_tokens != -1) & ended
     assert torch.equal(pls.att_keep, expected)
@@ -198,12 +199,30 @@ def test_ema_update_and_momentum_schedule():
     torch.testing.assert_close(teacher.weight, 0.9 * old + 0.1 * student.weight)
 
 
-def test_teacher_mode_disables_dropout_only(teacher):
-    model = UnifiedModel(model_config("tiny", vocab_size=VOCAB, drop_path=0.3))
+@pytest.mark.parametrize("before", ["train", "eval", "mixed"])
+def test_teacher_mode_disables_dropout_only(before):
+    """Every module of a real model, whatever mode each was in (the teacher goes through
+    Lightning's train() and validation's eval()): BatchNorm on batch statistics, as USR's
+    teacher, everything else (dropout, drop path) in eval mode."""
+    torch.manual_seed(0)
+    config = model_config("tiny", vocab_size=VOCAB, drop_path=0.3, audio_frontend="resnet")
+    model = UnifiedModel(config)
+    for i, module in enumerate(model.modules()):
+        module.training = before == "train" or (before == "mixed" and i % 2 == 0)
     ema.set_teacher_mode(model)
-    kinds = {type(m).__name__: m.training for m in model.modules()}
-    assert kinds["Dropout"] is False and kinds["DropPath"] is False
-    assert kinds["BatchNorm2d"] is True  # batch statistics, as USR's teacher
+    batch_norm = torch.nn.modules.batchnorm._BatchNorm
+    batch_norms = {m for m in model.modules() if isinstance(m, batch_norm)}
+    kinds = Counter(type(m).__name__ for m in model.modules())
+    assert kinds["BatchNorm1d"] > 1 and kinds["BatchNorm2d"] > 1 and kinds["BatchNorm3d"] == 1
+    assert kinds["Dropout"] > 1 and kinds["DropPath"] > 1  # several modules of each type
+    wrong = [name for name, m in model.named_modules() if m.training != (m in batch_norms)]
+    assert wrong == []
+    # dropout off: the teacher's output repeats; BatchNorm on the batch: it is not eval()'s
+    video, audio, lengths = torch.randn(2, 8, 44, 44), torch.randn(2, 8 * 640), torch.tensor([8, 6])
+    with torch.no_grad():
+        first = model.encode(video, audio, lengths)["av"]
+        assert torch.equal(first, model.encode(video, audio, lengths)["av"])
+        assert not torch.allclose(first, model.eval().encode(video, audio, lengths)["av"])
 
 
 def test_token_confidence_rejects_confident_blanks_around_unsure_tokens(teacher, clean_batch):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from unisr.errors import UnisrError
-from unisr.tokenizer import Tokenizer, normalize_text
+from unisr.tokenizer import Tokenizer, load_tokenizer, normalize_text
 
 
 def test_official_units_id_convention(official_dir):
@@ -40,6 +40,16 @@ def test_trained_sentencepiece_round_trip(tmp_path):
     assert loaded.encode("place red") == tok.encode("place red")
     assert Tokenizer.from_dict(tok.to_dict()).encode("set white") == tok.encode("set white")
     assert tok.pieces[0] == "<unk>"  # unisr id 1, as in the official list
+
+
+def test_one_rule_opens_every_tokenizer_file(official_dir, tmp_path):
+    """A unit list ends in .txt; anything else is a SentencePiece model, whatever its suffix."""
+    assert load_tokenizer(official_dir / "unigram1000_units.txt").vocab_size == 1049
+    texts = ["bin blue at f two now", "place red by g nine soon"] * 20
+    trained = Tokenizer.train(texts, vocab_size=20, out_path=tmp_path / "tok.spm")
+    assert load_tokenizer(tmp_path / "tok.spm").pieces == trained.pieces
+    with pytest.raises(UnisrError, match="no tokenizer given"):
+        load_tokenizer("")
 
 
 def test_bad_unit_list_names_the_line(tmp_path):

@@ -59,7 +59,8 @@ def make_corpus(root: Path, labelled: int = 12, unlabelled: int = 12, val: int =
 
 
 def overrides(paths: dict, out_dir: Path, semi: bool = True, **extra) -> list[str]:
-    """Overrides for a seconds-long CPU run on the corpus."""
+    """Overrides for a seconds-long CPU run on the corpus (from scratch; mixed sampling, or
+    supervised without ``semi``)."""
     items = {
         "model.preset": "tiny",
         "model.d_model": 64,
@@ -70,6 +71,8 @@ def overrides(paths: dict, out_dir: Path, semi: bool = True, **extra) -> list[st
         "data.unlabelled": paths["train_unlabelled"] if semi else "null",
         "data.val": paths["val"],
         "data.tokenizer": paths["tokenizer"],
+        "pl.mode": "mixed" if semi else "supervised",
+        "init.checkpoint": "null",
         "data.frames_per_batch": 64,
         "data.frames_per_batch_unlabelled": 64,
         "data.frames_per_batch_val": 64,

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import AV_TOLERANCE_FRAMES, BadData, BadSample, Clip, load_clip
+from .checks import AV_TOLERANCE_FRAMES, BadData, BadSample, Clip, load_clip, problems_table
 from .errors import UnisrError
-from .manifest import ManifestRow
+from .manifest import ManifestRow, load_manifest, parse_roots
 
 log = logging.getLogger("unisr.data")
 
@@ -196,9 +196,6 @@ class ClipCache:
 def cache_cli(args) -> int:
     """``unisr cache``: decode a manifest into its cache folder."""
     import sys
-
-    from .dataset import problems_table
-    from .manifest import load_manifest, parse_roots
 
     rows = load_manifest(args.manifest, parse_roots(args.root), parse_roots(args.audio_root))
     out = Path(args.out) if args.out else cache_dir_for(args.manifest)

@@ -10,16 +10,16 @@ Files are always read with ``weights_only=True``: loading never executes pickled
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from .config import PRESETS, ModelConfig
 from .errors import UnisrError
+from .files import atomic_write
 from .model import UnifiedModel
 from .tokenizer import Tokenizer
 
@@ -156,9 +156,19 @@ def preset_name(config: ModelConfig) -> str | None:
     return None
 
 
-def load_state(model: UnifiedModel, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strict load that reports every missing, unexpected and mis-shaped key in one error."""
+def load_state(
+    model: UnifiedModel,
+    state: dict[str, torch.Tensor],
+    source: str | Path,
+    only: Callable[[str], bool] | None = None,
+) -> None:
+    """Strict load that reports every missing, unexpected and mis-shaped key in one error.
+    With ``only``, just the keys it accepts are loaded (and checked) on both sides; the rest of
+    the model keeps its weights."""
     expected = model.state_dict()
+    if only is not None:
+        state = {k: v for k, v in state.items() if only(k)}
+        expected = {k: v for k, v in expected.items() if only(k)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     misshaped = [
@@ -177,7 +187,7 @@ def load_state(model: UnifiedModel, state: dict[str, torch.Tensor], source: str)
                 shown = keys[:20] + ([f"... and {len(keys) - 20} more"] if len(keys) > 20 else [])
                 lines.append(f"  {title} ({len(keys)}): " + ", ".join(shown))
         raise UnisrError("\n".join(lines))
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=only is None)
 
 
 def load_model(
@@ -207,7 +217,7 @@ def load_model(
         )
     check_shapes(config, state, path)  # before building: the config alone could ask for any size
     model = UnifiedModel(config)
-    load_state(model, state, str(path))
+    load_state(model, state, path)
     model.tokenizer = tokenizer
     return model.to(device).eval()
 
@@ -226,19 +236,8 @@ def save_checkpoint(path: str | Path, model: UnifiedModel, tokenizer: Tokenizer,
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` whole or not at all, fsynced: a checkpoint must survive a crash."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp), fsync=True)
 
 
 def convert(src: str | Path, out: str | Path, units: str | Path | None = None) -> UnifiedModel:

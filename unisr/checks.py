@@ -4,19 +4,27 @@ that one command rejects is never silently accepted (or crashed on) by another.
 
 Each check raises :class:`BadData` (a :class:`~unisr.errors.UnisrError`) naming the file, the
 problem and a short category (``kind``) used in summaries. Long jobs turn it into a skipped,
-counted and named sample; single-input commands print it as a one-line error.
+counted and named :class:`BadSample`; single-input commands print it as a one-line error.
+
+:func:`load_clip` decodes and checks one manifest row: uint8 grayscale frames (T, H, W) at 25 fps
+and int16 mono 16 kHz audio cut or padded to exactly T * 640 samples. Lengths may disagree by up
+to ``tolerance`` frames (default 3 frames = 120 ms, the slack of typical audio/video muxing): the
+video is trimmed to the manifest's frame count and the audio to the video; a larger disagreement
+rejects the clip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from .errors import UnisrError
-from .media import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from .manifest import ManifestRow
+from .media import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, read_video
 
 AV_TOLERANCE_FRAMES = 3
 MIN_TRAIN_FRAMES = 2  # a one-frame clip alone in a batch leaves BatchNorm a single value
@@ -30,6 +38,24 @@ class BadData(UnisrError):
     def __init__(self, path: str | Path, reason: str, kind: str):
         self.path, self.reason, self.kind = str(path), reason, kind
         super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """Stands in for an item that could not be used: which utterance, which file, why."""
+
+    id: str
+    path: str
+    reason: str
+    kind: str
+
+
+def problems_table(problems: Sequence[BadSample]) -> str:
+    """Problems as an aligned text table (id, file, problem)."""
+    head = ("id", "file", "problem")
+    rows = [head] + [(p.id, p.path, p.reason) for p in problems]
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows)
 
 
 def check_samples(samples: np.ndarray, name: str | Path) -> np.ndarray:
@@ -113,3 +139,70 @@ def check_vocabulary(tokens: Sequence[int], tokenizer, name: str | Path) -> None
         limit = f"1..{pieces}" if pieces is not None else "1 or more (0 is the CTC blank)"
         shown = ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else "")
         raise BadData(name, f"token ids {shown} are outside the vocabulary ({limit})", "token ids")
+
+
+# ---------------------------------------------------------------- clips
+
+
+@dataclass
+class Clip:
+    """A checked clip: uint8 frames (T, H, W) and int16 audio of exactly T * 640 samples."""
+
+    frames: np.ndarray
+    audio: np.ndarray
+
+    def audio_float(self) -> np.ndarray:
+        return self.audio.astype(np.float32) / 32768.0
+
+
+def _media_kind(problem: str) -> str:
+    if problem == "file not found":
+        return "missing file"
+    return "zero frames" if problem == "video has no frames" else "corrupt video"
+
+
+def read_wav_int16(path: str | Path) -> np.ndarray:
+    """Read 16 kHz mono audio as int16; anything else is a :class:`BadData`."""
+    return read_checked_audio(path, "int16")
+
+
+def align(
+    frames: np.ndarray, audio: np.ndarray, row: ManifestRow, tolerance: int = AV_TOLERANCE_FRAMES
+) -> Clip:
+    """Trim the video to the manifest's frame count and fit the audio to ``T * 640`` samples,
+    rejecting either when it is off by more than ``tolerance`` frames."""
+    if abs(len(frames) - row.frames) > tolerance:
+        raise BadData(
+            row.video,
+            f"video has {len(frames)} frames, manifest says {row.frames}",
+            "length mismatch",
+        )
+    frames = frames[: row.frames]
+    target = len(frames) * SAMPLES_PER_FRAME
+    check_lengths(len(frames), len(audio), row.audio, tolerance)
+    if len(audio) >= target:
+        audio = audio[:target]
+    else:
+        audio = np.pad(audio, (0, target - len(audio)))
+    return Clip(np.ascontiguousarray(frames), np.ascontiguousarray(audio))
+
+
+def load_clip(
+    row: ManifestRow,
+    tolerance: int = AV_TOLERANCE_FRAMES,
+    crop: int | None = None,
+    min_frames: int = 1,
+) -> Clip:
+    """Decode and check one utterance (see the module docstring); with ``crop``, frames must be
+    at least that size. Raises :class:`BadData`."""
+    if row.frames <= 0:
+        raise BadData(row.video, "manifest gives 0 frames", "zero frames")
+    try:
+        frames, fps = read_video(row.video, gray=True)
+    except MediaError as err:
+        raise BadData(err.path, err.problem, _media_kind(err.problem)) from None
+    if abs(fps - FPS) > 0.01:
+        raise BadData(row.video, f"frame rate is {fps:g} fps, expected {FPS}", "frame rate")
+    clip = align(frames, read_wav_int16(row.audio), row, tolerance)
+    check_frames(clip.frames, row.video, crop, min_frames)
+    return clip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from .errors import UnisrError
 
@@ -61,11 +62,38 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
 
     def run(args: argparse.Namespace) -> int:
-        from .transcribe import transcribe_cli
+        from .checks import check_frames
+        from .decoding import DecodingOptions
+        from .transcribe import audio_samples, read_mouth_video, transcribe
 
-        return transcribe_cli(args)
+        options = DecodingOptions(
+            method=args.method, beam_size=args.beam, ctc_weight=args.ctc_weight
+        )  # checked before the model loads
+        model = _load_model(args)
+        video, audio = args.video, args.audio
+        if video is not None and args.cropped is not None:  # the user says what the video shows
+            if audio is None and args.modality in ("a", "av"):
+                audio = audio_samples(None, video)
+            frames = read_mouth_video(video, cropped=args.cropped)
+            check_frames(frames, video, model.config.crop_size)  # named by its file
+            video = frames
+        print(transcribe(model, video, audio, args.modality, options))
+        return 0
 
     p.set_defaults(run=run)
+
+
+def _load_model(args: argparse.Namespace):
+    """The model of ``transcribe`` / ``features``, after the checks that need none."""
+    import torch
+
+    from .checkpoint import load_model
+
+    if args.video is None and args.audio is None:
+        raise UnisrError("give --video, --audio or both")
+    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
+        raise UnisrError(f"device {args.device!r} requested but CUDA is not available")
+    return load_model(args.checkpoint, units=args.units, device=args.device)
 
 
 def _add_features(sub: argparse._SubParsersAction) -> None:
@@ -79,9 +107,27 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
 
     def run(args: argparse.Namespace) -> int:
-        from .transcribe import features_cli
+        import numpy as np
+        import torch
 
-        return features_cli(args)
+        from .transcribe import features
+
+        out = Path(args.out)
+        if out.suffix not in (".pt", ".npy"):
+            raise UnisrError(f"{out}: the output must end in .pt or .npy")
+        streams = tuple(args.streams.split(",")) if args.streams else None
+        if out.suffix == ".npy" and (streams is None or len(streams) != 1):
+            raise UnisrError(f"{out}: .npy holds one stream; pass --streams v|a|av or write a .pt")
+        model = _load_model(args)
+        encoded = features(model, args.video, args.audio, streams)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".npy":
+            np.save(out, next(iter(encoded.values())).numpy())
+        else:
+            torch.save(encoded, out)
+        shapes = ", ".join(f"{s} {tuple(t.shape)}" for s, t in encoded.items())
+        print(f"wrote {out}: {shapes}")
+        return 0
 
     p.set_defaults(run=run)
 
@@ -112,8 +158,6 @@ def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="SentencePiece .model to write")
 
     def run(args: argparse.Namespace) -> int:
-        from pathlib import Path
-
         from .tokenizer import Tokenizer
 
         source = Path(args.input)

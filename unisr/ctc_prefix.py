@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .masks import length_mask
+
 LOGZERO = -1e10  # the official "log zero": finite, so differences never give NaN
 
 
@@ -51,8 +53,7 @@ class CTCPrefixScorer:
     """
 
     def __init__(self, logp: Tensor, lengths: Tensor, blank: int = 0):
-        frames = logp.shape[1]
-        padding = torch.arange(frames, device=logp.device)[None, :] >= lengths[:, None]
+        padding = ~length_mask(lengths, logp.shape[1])
         x = logp.float().masked_fill(padding[..., None], LOGZERO)
         x[..., blank] = logp[..., blank].float().masked_fill(padding, 0.0)
         self.x = x.transpose(1, 2).contiguous()  # (B, V, T): a token's frames are contiguous

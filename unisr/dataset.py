@@ -1,9 +1,7 @@
 """Loading utterances for training and evaluation, with checks that skip bad samples.
 
-A clip is loaded as uint8 grayscale frames (T, H, W) at 25 fps and int16 mono 16 kHz audio cut
-or padded to exactly T * 640 samples. Lengths may disagree by up to ``tolerance`` frames
-(default 3 frames = 120 ms, the slack of typical audio/video muxing): the video is trimmed to the
-manifest's frame count and the audio to the video; a larger disagreement rejects the clip.
+Each clip is decoded and checked by :func:`unisr.checks.load_clip` (or read back from the decoded
+cache of :mod:`unisr.cache`), then turned into the model's views.
 
 Bad data never stops a run: :class:`AVDataset` returns a :class:`BadSample` (file + reason) in
 place of the item, the collate functions set it aside, and the loaders in :mod:`unisr.sampler`
@@ -21,18 +19,21 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .cache import ClipCache
 from .checks import AV_TOLERANCE_FRAMES as AV_TOLERANCE_FRAMES
 from .checks import (
     MIN_TRAIN_FRAMES,
+    BadSample,
+    Clip,
     check_frames,
-    check_lengths,
     check_vocabulary,
-    read_checked_audio,
+    load_clip,
+    problems_table,
 )
 from .checks import BadData as BadData
 from .errors import UnisrError
-from .manifest import ManifestRow
-from .media import FPS, SAMPLES_PER_FRAME, MediaError, read_video
+from .manifest import ManifestRow, load_manifest, parse_roots
+from .media import SAMPLES_PER_FRAME, MediaError
 from .transforms import AugmentConfig, add_noise, audio_view, video_view
 
 
@@ -55,81 +56,7 @@ class DataConfig:
     workers: int = 2
 
 
-@dataclass
-class Clip:
-    """A checked clip: uint8 frames (T, H, W) and int16 audio of exactly T * 640 samples."""
-
-    frames: np.ndarray
-    audio: np.ndarray
-
-    def audio_float(self) -> np.ndarray:
-        return self.audio.astype(np.float32) / 32768.0
-
-
-@dataclass(frozen=True)
-class BadSample:
-    """Stands in for an item that could not be used: which utterance, which file, why."""
-
-    id: str
-    path: str
-    reason: str
-    kind: str
-
-
-def _media_kind(problem: str) -> str:
-    if problem == "file not found":
-        return "missing file"
-    return "zero frames" if problem == "video has no frames" else "corrupt video"
-
-
-# ---------------------------------------------------------------- loading and checks
-
-
-def read_wav_int16(path: str | Path) -> np.ndarray:
-    """Read 16 kHz mono audio as int16; anything else is a :class:`BadData`."""
-    return read_checked_audio(path, "int16")
-
-
-def align(
-    frames: np.ndarray, audio: np.ndarray, row: ManifestRow, tolerance: int = AV_TOLERANCE_FRAMES
-) -> Clip:
-    """Trim the video to the manifest's frame count and fit the audio to ``T * 640`` samples,
-    rejecting either when it is off by more than ``tolerance`` frames."""
-    if abs(len(frames) - row.frames) > tolerance:
-        raise BadData(
-            row.video,
-            f"video has {len(frames)} frames, manifest says {row.frames}",
-            "length mismatch",
-        )
-    frames = frames[: row.frames]
-    target = len(frames) * SAMPLES_PER_FRAME
-    check_lengths(len(frames), len(audio), row.audio, tolerance)
-    if len(audio) >= target:
-        audio = audio[:target]
-    else:
-        audio = np.pad(audio, (0, target - len(audio)))
-    return Clip(np.ascontiguousarray(frames), np.ascontiguousarray(audio))
-
-
-def load_clip(
-    row: ManifestRow,
-    tolerance: int = AV_TOLERANCE_FRAMES,
-    crop: int | None = None,
-    min_frames: int = 1,
-) -> Clip:
-    """Decode and check one utterance (see the module docstring); with ``crop``, frames must be
-    at least that size. Raises :class:`BadData`."""
-    if row.frames <= 0:
-        raise BadData(row.video, "manifest gives 0 frames", "zero frames")
-    try:
-        frames, fps = read_video(row.video, gray=True)
-    except MediaError as err:
-        raise BadData(err.path, err.problem, _media_kind(err.problem)) from None
-    if abs(fps - FPS) > 0.01:
-        raise BadData(row.video, f"frame rate is {fps:g} fps, expected {FPS}", "frame rate")
-    clip = align(frames, read_wav_int16(row.audio), row, tolerance)
-    check_frames(clip.frames, row.video, crop, min_frames)
-    return clip
+# ---------------------------------------------------------------- transcripts
 
 
 def unknown_characters(text: str, tokenizer: TextEncoder | None = None) -> str:
@@ -264,9 +191,6 @@ class AVDataset(torch.utils.data.Dataset):
         """Dataset over any supported manifest, reading from its decoded cache (``cache_dir``,
         default ``MANIFEST.cache`` when it exists; see :mod:`unisr.cache`). ``kwargs`` go to the
         constructor."""
-        from .cache import ClipCache
-        from .manifest import load_manifest
-
         rows = load_manifest(path, roots, audio_roots)
         cache = None
         if cache_dir is not None:
@@ -356,35 +280,55 @@ def _split_bad(items: list) -> tuple[list[dict], list[BadSample]]:
     return good, [x for x in items if isinstance(x, BadSample)]
 
 
-def collate(items: list[dict | BadSample]) -> dict:
-    """Pad items into a batch dict (see the module docs of :mod:`unisr.sampler`).
+@dataclass
+class Batch:
+    """Padded clips: ``video`` (B,T,H,W), ``audio`` (B,T*640), ``lengths`` (B,) in frames;
+    labelled clips add ``targets`` (B,U) padded with -1 and ``target_lengths``; unlabelled
+    ones the student's masked views ``video_student``/``audio_student``."""
 
-    Keys: ``ids``, ``video`` (B,T,H,W), ``audio`` (B,T*640), ``lengths`` (B,); with tokens also
-    ``targets`` (B,U) padded with -1 and ``target_lengths``; unlabelled items add
-    ``video_student``/``audio_student``. Bad items are left out and listed under ``skipped``
-    (the loaders remove that key); with no good item at all the batch is just ``{"skipped"}``.
-    """
+    ids: list[str]
+    video: torch.Tensor
+    audio: torch.Tensor
+    lengths: torch.Tensor
+    targets: torch.Tensor | None = None
+    target_lengths: torch.Tensor | None = None
+    video_student: torch.Tensor | None = None
+    audio_student: torch.Tensor | None = None
+
+    @property
+    def frames(self) -> int:
+        """Valid video frames in the batch (padding not counted)."""
+        return int(self.lengths.sum())
+
+    def to(self, device: torch.device | str) -> Batch:
+        moved = {
+            k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()
+        }
+        return Batch(**moved)
+
+
+def collate(items: list[dict | BadSample]) -> tuple[Batch | None, list[BadSample]]:
+    """Pad the good items into a :class:`Batch` (None if there is none) and set the bad ones
+    aside, for the loaders to count and report."""
     good, bad = _split_bad(items)
-    batch: dict = {"skipped": bad}
     if not good:
-        return batch
+        return None, bad
     lengths = torch.tensor([len(x["video"]) for x in good], dtype=torch.long)
     t_max = int(lengths.max())
-    batch["ids"] = [x["id"] for x in good]
+    fields: dict = {"ids": [x["id"] for x in good], "lengths": lengths}
     for key in ("video", "video_student"):
         if key in good[0]:
-            batch[key] = _pad_stack([x[key] for x in good], t_max)
+            fields[key] = _pad_stack([x[key] for x in good], t_max)
     for key in ("audio", "audio_student"):
         if key in good[0]:
-            batch[key] = _pad_stack([x[key] for x in good], t_max * SAMPLES_PER_FRAME)
-    batch["lengths"] = lengths
+            fields[key] = _pad_stack([x[key] for x in good], t_max * SAMPLES_PER_FRAME)
     if "tokens" in good[0]:
         target_lengths = torch.tensor([len(x["tokens"]) for x in good], dtype=torch.long)
         targets = torch.full((len(good), int(target_lengths.max())), -1, dtype=torch.long)
         for i, x in enumerate(good):
             targets[i, : len(x["tokens"])] = torch.tensor(x["tokens"], dtype=torch.long)
-        batch["targets"], batch["target_lengths"] = targets, target_lengths
-    return batch
+        fields["targets"], fields["target_lengths"] = targets, target_lengths
+    return Batch(**fields), bad
 
 
 # ---------------------------------------------------------------- validation
@@ -454,33 +398,15 @@ def validate_rows(
     return [r for r in results if r is not None]
 
 
-def open_tokenizer(path: str | Path):
-    """A tokenizer from a SentencePiece model (``.model``) or an official unit list."""
-    from .tokenizer import Tokenizer
-
-    path = Path(path)
-    if path.suffix == ".model":
-        return Tokenizer.from_sentencepiece(path)
-    return Tokenizer.from_units(path)
-
-
-def problems_table(problems: Sequence[BadSample]) -> str:
-    """Problems as an aligned text table (id, file, problem)."""
-    head = ("id", "file", "problem")
-    rows = [head] + [(p.id, p.path, p.reason) for p in problems]
-    widths = [max(len(r[i]) for r in rows) for i in range(2)]
-    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows)
-
-
 def validate_cli(args) -> int:
     """``unisr validate``: check a whole manifest up front; exit 1 if anything is wrong."""
     import sys
     from collections import Counter
 
-    from .manifest import load_manifest, parse_roots
+    from .tokenizer import load_tokenizer
 
     rows = load_manifest(args.manifest, parse_roots(args.root), parse_roots(args.audio_root))
-    tokenizer = open_tokenizer(args.tokenizer) if args.tokenizer else None
+    tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
     problems = validate_rows(
         rows,
         tokenizer,

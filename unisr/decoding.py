@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .ctc_prefix import LOGZERO, CTCPrefixScorer
 from .errors import UnisrError
+from .masks import length_mask
 
 METHODS = ("ctc", "greedy", "beam")
 END_DETECT_MARGIN = -10.0  # ESPnet end detection: ended lengths this far below the best stop it
@@ -87,14 +88,10 @@ def _valid_lengths(lengths: Tensor | None, encoded: Tensor) -> Tensor:
     return lengths.to(encoded.device, torch.long)
 
 
-def _memory_mask(lengths: Tensor, frames: int) -> Tensor:
-    return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
-
-
 def _ctc_log_probs(model, encoded: Tensor, lengths: Tensor, stream: str) -> Tensor:
     """CTC log-probabilities (B, T, V), float32; the head sees the valid frames only, padding
     is zero."""
-    valid = _memory_mask(lengths, encoded.shape[1])
+    valid = length_mask(lengths, encoded.shape[1])
     logp = encoded.new_zeros(*valid.shape, model.config.vocab_size, dtype=torch.float)
     logp[valid] = model.ctc_logits(encoded[valid], stream).float().log_softmax(-1)
     return logp
@@ -138,20 +135,25 @@ def _rows(tokens: Tensor, counts: Tensor) -> list[list[int]]:
     return [row[:n] for row, n in zip(tokens.tolist(), counts.tolist())]
 
 
-def ctc_greedy(logp: Tensor, lengths: Tensor, blank: int = 0) -> tuple[Tensor, Tensor, list]:
-    """Best path per frame, repeats merged, blanks and padding dropped. logp (B, T, V) ->
-    tokens (B, U) padded with -1, counts (B,), best-path log-probabilities (list of B floats)."""
-    best_logp, best = logp.max(dim=-1)
-    valid = _memory_mask(lengths, logp.shape[1])
+def ctc_collapse(best: Tensor, lengths: Tensor, blank: int = 0) -> tuple[Tensor, Tensor]:
+    """Greedy CTC post-processing of per-frame ids (B, T): repeats merged, blanks and frames past
+    each row's length dropped. Returns tokens (B, U) padded with -1 and counts (B,)."""
     previous = torch.nn.functional.pad(best[:, :-1], (1, 0), value=blank)
-    keep = valid & (best != blank) & (best != previous)
+    keep = length_mask(lengths, best.shape[1]) & (best != blank) & (best != previous)
     counts = keep.sum(dim=1)
     # stable sort moves kept frames to the front in time order
     order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices
     width = int(counts.max()) if len(counts) else 0
     tokens = best.gather(1, order)[:, :width]
-    tokens = tokens.masked_fill(~_memory_mask(counts, width), -1)
-    return tokens, counts, (best_logp * valid).sum(1).tolist()
+    return tokens.masked_fill(~length_mask(counts, width), -1), counts
+
+
+def ctc_greedy(logp: Tensor, lengths: Tensor, blank: int = 0) -> tuple[Tensor, Tensor, list]:
+    """Best path per frame, collapsed (:func:`ctc_collapse`). logp (B, T, V) -> tokens (B, U)
+    padded with -1, counts (B,), best-path log-probabilities (list of B floats)."""
+    best_logp, best = logp.max(dim=-1)
+    tokens, counts = ctc_collapse(best, lengths, blank)
+    return tokens, counts, (best_logp * length_mask(lengths, logp.shape[1])).sum(1).tolist()
 
 
 @torch.no_grad()
@@ -163,17 +165,17 @@ def attention_greedy(
     max_lengths: Tensor,
     min_lengths: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Batched greedy autoregressive decoding with cached keys/values. Each row stops at eos
-    (kept as its last token) or after ``max_lengths`` tokens; eos is masked before
-    ``min_lengths``. Returns tokens (B, U) padded with -1, counts (B,) and each token's
-    log-probability (B, U), zero on padding."""
+    """Batched greedy autoregressive decoding with cached keys/values (``method="greedy"``, and
+    the AR pseudo-labels). Each row stops at eos (kept as its last token) or after
+    ``max_lengths`` tokens; eos is masked before ``min_lengths``. Returns tokens (B, U) padded
+    with -1, counts (B,) and each token's log-probability (B, U), float32, zero on padding."""
     batch = memory.shape[0]
     eos = model.config.eos
     steps = int(max_lengths.max()) if batch else 0
     tokens = torch.full((batch, max(steps, 1)), -1, dtype=torch.long, device=memory.device)
     logps = torch.zeros(tokens.shape, device=memory.device)
     counts = torch.zeros(batch, dtype=torch.long, device=memory.device)
-    state = model.decoder.init_state(memory, _memory_mask(lengths, memory.shape[1]))
+    state = model.decoder.init_state(memory, length_mask(lengths, memory.shape[1]))
     active = torch.arange(batch, device=memory.device)
     previous = torch.full((batch,), eos, dtype=torch.long, device=memory.device)  # sos == eos
     for step in range(steps):
@@ -243,7 +245,7 @@ def beam_search(
     encoded, lengths, limit, floor = (t[utterances] for t in (encoded, lengths, limit, floor))
 
     if use_decoder:
-        dec_state = model.decoder.init_state(encoded, _memory_mask(lengths, frames), group=beam)
+        dec_state = model.decoder.init_state(encoded, length_mask(lengths, frames), group=beam)
     if use_ctc:
         scorer = CTCPrefixScorer(_ctc_log_probs(model, encoded, lengths, stream), lengths)
         ctc_state = scorer.initial_state(beam)

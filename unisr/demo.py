@@ -20,18 +20,19 @@ from .errors import UnisrError
 DEFAULT_CORPUS = "data/synth_tiny_grid"
 
 
-def ensure_corpus(corpus: Path, workers: int) -> None:
-    """Build the tiny grid corpus unless a finished one is there, then decode the training and
-    validation clips once into caches. The labelled clips are read many times; the unlabelled
-    ones only a few times, but they are fetched from the first step on, and decoding them as
-    they came held every step to the speed of video decoding (1.1 instead of 1.6 steps/s)."""
+def ensure_corpus(corpus: Path, workers: int, size: str = "tiny") -> None:
+    """Build a grid corpus (``tiny`` for the demo) unless a finished one is there, then decode
+    the training and validation clips once into caches. The labelled clips are read many times;
+    the unlabelled ones only a few times, but they are fetched from the first step on, and
+    decoding them as they came held every step to the speed of video decoding (1.1 instead of
+    1.6 steps/s)."""
     from .cache import build_cache, cache_dir_for
     from .manifest import read_manifest
     from .synth import build_corpus
 
     if not (corpus / "summary.json").is_file():
-        print(f"building the tiny synthetic corpus in {corpus} ...", flush=True)
-        build_corpus(corpus.resolve(), size="tiny", domain="grid", workers=workers)
+        print(f"building the {size} synthetic corpus in {corpus} ...", flush=True)
+        build_corpus(corpus.resolve(), size=size, domain="grid", workers=workers)
     for split in ("train_labelled", "train_unlabelled", "val"):
         manifest = corpus / f"{split}.tsv"
         if not (cache_dir_for(manifest) / "index.json").is_file():
@@ -106,6 +107,23 @@ def evaluate_test(
     return table
 
 
+def wer_rows(run_dir: Path, test: Path, beam: int) -> list[dict]:
+    """The WER table of a finished run, as rows {"model", "decoding", "wer": {stream: WER}}: the
+    labelled-only student where pseudo-labelling began (beam search), when the run saved one,
+    then the final model with every decoding. Hypotheses go to ``eval_labelled_only/`` and
+    ``eval/`` in the run folder."""
+    rows = []
+    pl_start = run_dir / "labelled_only.pt"
+    if pl_start.is_file():
+        base = evaluate_test(pl_start, test, run_dir / "eval_labelled_only", beam, ("beam",))
+        model = f"labelled-only, step {checkpoint_step(pl_start)}"
+        rows += [{"model": model, "decoding": k, "wer": v} for k, v in base.items()]
+    final = evaluate_test(final_model(run_dir), test, run_dir / "eval", beam)
+    model = f"USR 2.0, step {checkpoint_step(run_dir / 'model.pt')}"
+    rows += [{"model": model, "decoding": k, "wer": v} for k, v in final.items()]
+    return rows
+
+
 def format_wer_table(rows: list[dict]) -> str:
     """Rows of {"model", "decoding", "wer": {stream: WER}} as an aligned text table."""
     streams = ("a", "v", "av")
@@ -160,15 +178,7 @@ def demo_cli(args) -> int:
     trained = time.time()
     model_path = final_model(run_dir)
     test = corpus / "test.tsv"
-    rows = []
-    pl_start = run_dir / "labelled_only.pt"
-    if pl_start.is_file():  # the student when pseudo-labelling began
-        base = evaluate_test(pl_start, test, run_dir / "eval_labelled_only", args.beam, ("beam",))
-        model = f"labelled-only, step {checkpoint_step(pl_start)}"
-        rows += [{"model": model, "decoding": k, "wer": v} for k, v in base.items()]
-    final = evaluate_test(model_path, test, run_dir / "eval", args.beam)
-    model = f"USR 2.0, step {checkpoint_step(run_dir / 'model.pt')}"
-    rows += [{"model": model, "decoding": k, "wer": v} for k, v in final.items()]
+    rows = wer_rows(run_dir, test, args.beam)
     plot = plot_curves(run_dir, run_dir / "curves.png")
     done = time.time()
     timing = {

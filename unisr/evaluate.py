@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -67,16 +68,26 @@ def condition_name(snr: float | None) -> str:
     return "clean" if snr is None else f"snr{snr:g}"
 
 
+def word_errors(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[int, int]:
+    """(word edits, reference words) summed over utterances, both sides after the official
+    normalisation: the one way WER is counted, by ``unisr eval`` and by validation in training."""
+    references = [normalize_text(r) for r in references]
+    out = jiwer.process_words(references, [normalize_text(h) for h in hypotheses])
+    edits = out.substitutions + out.deletions + out.insertions
+    return edits, sum(len(r.split()) for r in references)
+
+
 def score(uid: str, frames: int, reference: str, hypothesis: str) -> Utterance:
-    words = jiwer.process_words(reference, hypothesis)
+    """One utterance's error counts; ``reference`` and ``hypothesis`` are normalised texts."""
+    errors, words = word_errors([reference], [hypothesis])
     chars = jiwer.process_characters(reference, hypothesis)
     return Utterance(
         uid,
         frames,
         reference,
         hypothesis,
-        words.substitutions + words.deletions + words.insertions,
-        len(reference.split()),
+        errors,
+        words,
         chars.substitutions + chars.deletions + chars.insertions,
         len(reference),
     )
@@ -149,17 +160,14 @@ def evaluate(
             bar.update()
             if batch is None:
                 continue
-            lengths = batch["lengths"].to(device)
+            lengths = batch.lengths.to(device)
             encoded = model.encode(
-                batch["video"].to(device),
-                batch["audio"].to(device),
-                lengths,
-                streams=options.streams,
+                batch.video.to(device), batch.audio.to(device), lengths, streams=options.streams
             )
             for stream in options.streams:
                 nbests = decode_encoded(model, encoded[stream], lengths, stream, options.decoding)
                 out = results.setdefault((stream, condition), [])
-                for uid, frames, nbest in zip(batch["ids"], batch["lengths"].tolist(), nbests):
+                for uid, frames, nbest in zip(batch.ids, batch.lengths.tolist(), nbests):
                     hypothesis = normalize_text(nbest[0].text) if nbest else ""
                     out.append(score(uid, frames, references[uid], hypothesis))
         skipped.update(loader.bad)

@@ -14,11 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .masks import length_mask
 from .media import SAMPLE_RATE, SAMPLES_PER_FRAME
-
-
-def _time_mask(lengths: Tensor, size: int) -> Tensor:
-    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
 
 
 class BasicBlock(nn.Module):
@@ -42,7 +39,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
         """``valid`` (B,) counts valid output positions (1-D only); the rest are zeroed."""
         out = self.act(self.bn1(self.conv1(x)))
-        mask = None if valid is None else _time_mask(valid, out.shape[-1])[:, None, :]
+        mask = None if valid is None else length_mask(valid, out.shape[-1])[:, None, :]
         if mask is not None:
             out = out * mask
         out = self.bn2(self.conv2(out))
@@ -87,7 +84,7 @@ class VideoFrontend(nn.Module):
     def forward(self, video: Tensor, lengths: Tensor | None = None) -> Tensor:
         batch, frames = video.shape[:2]
         if lengths is not None:  # padded frames must look like the stem's own zero padding
-            video = video * _time_mask(lengths, frames)[:, :, None, None].to(video.dtype)
+            video = video * length_mask(lengths, frames)[:, :, None, None].to(video.dtype)
         x = self.frontend3D(video.unsqueeze(1))  # (B, C, T, H', W')
         x = x.transpose(1, 2).flatten(0, 1)  # (B*T, C, H', W'): frames are independent now
         for stage in self.trunk.stages():
@@ -113,12 +110,12 @@ class AudioFrontend(nn.Module):
         x = audio[:, None, : frames * SAMPLES_PER_FRAME]
         samples = None if lengths is None else lengths * SAMPLES_PER_FRAME
         if samples is not None:
-            x = x * _time_mask(samples, x.shape[-1])[:, None, :].to(x.dtype)
+            x = x * length_mask(samples, x.shape[-1])[:, None, :].to(x.dtype)
         x = self.act(self.trunk.bn1(self.trunk.conv1(x)))
         # valid positions per frame are exact at every stage: 160 after the stem,
         # then 160, 80, 40, 20 after the four stages
         if lengths is not None:
-            x = x * _time_mask(lengths * 160, x.shape[-1])[:, None, :]
+            x = x * length_mask(lengths * 160, x.shape[-1])[:, None, :]
         for stage, per_frame in zip(self.trunk.stages(), [160, 80, 40, 20]):
             for block in stage:
                 x = block(x, None if lengths is None else lengths * per_frame)
@@ -173,7 +170,7 @@ class FbankFrontend(nn.Module):
         """Log-mel energies (B, n_mels, 4 * frames) of the valid samples (the rest are zeroed)."""
         frames = audio.shape[1] // SAMPLES_PER_FRAME
         x = audio[:, : frames * SAMPLES_PER_FRAME].float()
-        x = x * _time_mask(lengths * SAMPLES_PER_FRAME, x.shape[1]).to(x.dtype)
+        x = x * length_mask(lengths * SAMPLES_PER_FRAME, x.shape[1]).to(x.dtype)
         side = (self.WINDOW - self.HOP) // 2
         spec = torch.stft(
             nn.functional.pad(x, (side, side)),
@@ -191,7 +188,7 @@ class FbankFrontend(nn.Module):
             lengths = torch.full((audio.shape[0],), audio.shape[1] // SAMPLES_PER_FRAME)
             lengths = lengths.to(audio.device)
         logmel = self.log_mel(audio, lengths)
-        valid = _time_mask(lengths * 4, logmel.shape[-1])[:, None, :].to(logmel.dtype)
+        valid = length_mask(lengths * 4, logmel.shape[-1])[:, None, :].to(logmel.dtype)
         count = (lengths * 4).clamp(min=1).to(logmel.dtype)[:, None, None]
         mean = (logmel * valid).sum(-1, keepdim=True) / count
         var = ((logmel - mean).square() * valid).sum(-1, keepdim=True) / count
@@ -213,6 +210,6 @@ class FbankFrontend(nn.Module):
             x = self.mask_frequencies(x)
         if lengths is None:
             return self.act(self.conv2(self.act(self.conv1(x)))).transpose(1, 2)
-        x = self.act(self.conv1(x)) * _time_mask(lengths * 2, x.shape[-1] // 2)[:, None, :]
-        x = self.act(self.conv2(x)) * _time_mask(lengths, x.shape[-1] // 2)[:, None, :]
+        x = self.act(self.conv1(x)) * length_mask(lengths * 2, x.shape[-1] // 2)[:, None, :]
+        x = self.act(self.conv2(x)) * length_mask(lengths, x.shape[-1] // 2)[:, None, :]
         return x.transpose(1, 2)

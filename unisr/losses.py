@@ -1,9 +1,11 @@
 """Training losses: supervised joint CTC/attention and the unlabelled losses of each PL mode.
 
-Per stream m (v, a, av): L^m = lambda * CTC + (1 - lambda) * attention, lambda = 0.1. Total
-(paper §2.7): sum_m w_m [gamma_m L_u^m + (1 - gamma_m) L_l^m] with w = (v .3, a .7, av .7) and
-gamma = (v .97, a .75, av .75). Every loss is a sum over tokens (or frames) divided by the batch
-size, as in USR; pseudo-label confidence masks zero the rejected terms.
+Per stream m (v, a, av): L^m = lambda * CTC + (1 - lambda) * attention, lambda = 0.1. The
+training step weights them (paper §2.7, :func:`unisr.step.loss_weights`): while pseudo-labelling
+sum_m w_m [gamma_m L_u^m + (1 - gamma_m) L_l^m] with w = (v .3, a .7, av .7) and
+gamma = (v .97, a .75, av .75), before that sum_m w_m L_l^m. Every loss is a sum over tokens
+(or frames) divided by the batch size, as in USR; pseudo-label confidence masks zero the
+rejected terms.
 
 Unlabelled losses by mode (student sees the masked views of all three streams):
 * ctc_driven: CTC on the collapsed CTC PLs; the decoder, teacher-forced on [sos] + CTC PLs, gets
@@ -22,8 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dataset import Batch
+from .masks import length_mask
 from .model import STREAMS, UnifiedModel
-from .pseudo_labels import IGNORE, PseudoLabels, append_eos, length_mask, teacher_forcing_inputs
+from .pseudo_labels import IGNORE, PseudoLabels, append_eos, teacher_forcing_inputs
 
 
 @dataclass(frozen=True)
@@ -102,11 +106,11 @@ def _decode_streams(
     return dict(zip(streams, hidden.chunk(len(streams))))
 
 
-def labelled_losses(model: UnifiedModel, batch: dict, cfg: LossConfig) -> dict[str, Tensor]:
+def labelled_losses(model: UnifiedModel, batch: Batch, cfg: LossConfig) -> dict[str, Tensor]:
     """Joint CTC/attention loss per stream on ground truth; also "<stream>/ctc", "<stream>/att"."""
     streams, eos, lam = cfg.streams, model.config.eos, cfg.ctc_weight
-    lengths, targets, target_lengths = batch["lengths"], batch["targets"], batch["target_lengths"]
-    encoded = model.encode(batch["video"], batch["audio"], lengths, streams)
+    lengths, targets, target_lengths = batch.lengths, batch.targets, batch.target_lengths
+    encoded = model.encode(batch.video, batch.audio, lengths, streams)
     hidden = _decode_streams(model, encoded, teacher_forcing_inputs(targets, eos), lengths, streams)
     decoder_targets = append_eos(targets, target_lengths, eos)
     out = {}
@@ -121,15 +125,15 @@ def labelled_losses(model: UnifiedModel, batch: dict, cfg: LossConfig) -> dict[s
 
 def unlabelled_losses(
     model: UnifiedModel,
-    batch: dict,
+    batch: Batch,
     pls: PseudoLabels,
     cfg: LossConfig,
     heads: UnlabelledHeads | None = None,
 ) -> dict[str, Tensor]:
     """Per-stream unlabelled loss of the student on its masked views (see module docstring)."""
     streams, eos, lam, smooth = cfg.streams, model.config.eos, cfg.ctc_weight, cfg.label_smoothing
-    lengths = batch["lengths"]
-    encoded = model.encode(batch["video_student"], batch["audio_student"], lengths, streams)
+    lengths = batch.lengths
+    encoded = model.encode(batch.video_student, batch.audio_student, lengths, streams)
     if pls.mode == "ctc_driven":
         inputs = teacher_forcing_inputs(pls.ctc_tokens, eos)
         ctc_targets = append_eos(pls.ctc_tokens, pls.ctc_lengths, eos)
@@ -174,21 +178,3 @@ def unlabelled_losses(
             raise ValueError(f"unknown pseudo-label mode {pls.mode!r}")
         out[s], out[f"{s}/ctc"], out[f"{s}/att"] = lam * ctc + (1 - lam) * att, ctc, att
     return out
-
-
-def combine(
-    labelled: dict[str, Tensor], unlabelled: dict[str, Tensor] | None, cfg: LossConfig
-) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
-    """Weight the per-stream losses. Returns (labelled part, unlabelled part or None, logs);
-    their sum is the paper's total. Without unlabelled data the labelled part is sum_m w_m L_l^m."""
-    w, gamma = cfg.stream_weights, cfg.unlabelled_share
-    share = {s: (1 - gamma[s]) if unlabelled is not None else 1.0 for s in cfg.streams}
-    labelled_total = sum(w[s] * share[s] * labelled[s] for s in cfg.streams)
-    logs = {f"loss/labelled/{k}": v.detach() for k, v in labelled.items()}
-    unlabelled_total = None
-    if unlabelled is not None:
-        unlabelled_total = sum(w[s] * gamma[s] * unlabelled[s] for s in cfg.streams)
-        logs.update({f"loss/unlabelled/{k}": v.detach() for k, v in unlabelled.items()})
-        logs["loss/unlabelled"] = unlabelled_total.detach()
-    logs["loss/labelled"] = labelled_total.detach()
-    return labelled_total, unlabelled_total, logs

@@ -20,13 +20,12 @@ Every reader returns :class:`ManifestRow` with absolute paths. A malformed line 
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UnisrError
+from .files import atomic_write
 
 REQUIRED_COLUMNS = ("id", "video", "audio", "frames", "text")
 OPTIONAL_COLUMNS = ("tokens", "speaker", "split")
@@ -154,18 +153,6 @@ def _relative(value: str, base: Path) -> str:
         return str(p)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_manifest(path: str | Path, rows: Iterable[ManifestRow]) -> None:
     """Write a typed ``.tsv`` manifest atomically (temp file + rename).
 
@@ -198,7 +185,7 @@ def write_manifest(path: str | Path, rows: Iterable[ManifestRow]) -> None:
             if any(c in values[key] for c in "\t\r\n"):
                 raise ManifestError(path, f"row {r.id!r}: field {key!r} contains a tab or newline")
         out.append("\t".join(values[c] for c in columns))
-    _atomic_write(path, "\n".join(out) + "\n")
+    atomic_write(path, "\n".join(out) + "\n")
 
 
 # ---------------------------------------------------------------- CSV dialects
@@ -298,7 +285,7 @@ def write_usr_csv(path: str | Path, rows: Iterable[ManifestRow], tag: str) -> No
         if r.tokens is None:
             raise ManifestError(path, f"row {r.id!r}: the USR dialect needs token ids")
         out.append(f"{tag},{rel},{int(r.frames)},{' '.join(map(str, r.tokens))}")
-    _atomic_write(path, "\n".join(out) + "\n" if out else "")
+    atomic_write(path, "\n".join(out) + "\n" if out else "")
 
 
 # ---------------------------------------------------------------- detection

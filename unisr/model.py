@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .errors import UnisrError
 from .frontends import AudioFrontend, FbankFrontend, VideoFrontend
+from .masks import length_mask
 from .transcribe import decode as decode_function
 from .transcribe import transcribe as transcribe_function
 
@@ -440,8 +441,7 @@ class UnifiedModel(nn.Module):
         x = torch.cat([projected[s] for s in streams], dim=0)
         key_mask = None
         if lengths is not None:
-            key_mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
-            key_mask = key_mask.repeat(len(streams), 1)
+            key_mask = length_mask(lengths, x.shape[1]).repeat(len(streams), 1)
         out = self.encoder.transformer(x, key_mask, blocks).chunk(len(streams), dim=0)
         return dict(zip(streams, out))
 

@@ -14,6 +14,9 @@ the trainer's (``train.py``).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,14 +24,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .ema import set_teacher_mode
+from .dataset import Batch
+from .ema import momentum_at, set_teacher_mode
 from .errors import UnisrError
+from .masks import length_mask
 from .media import SAMPLES_PER_FRAME
 from .model import LAYER_NORM_EPS, EncoderLayer, UnifiedModel, relative_positions
-from .pseudo_labels import length_mask
 from .sampler import BatchLoader, FrameBatchSampler, TrainIterator
+from .step import (
+    Learner,
+    StepResult,
+    TrainBatch,
+    apply_gradients,
+    plain_backward,
+    seed_step,
+)
 from .tokenizer import Tokenizer
-from .train import TrainStream, USRDataModule, USRModule, global_rank, seed_step, train, train_cli
+from .train import TrainStream, USRDataModule, USRModule, global_rank, train, train_cli
 from .train_config import PretrainSection, TrainConfig, load_config
 
 
@@ -102,12 +114,12 @@ def pretrain_losses(
     student: UnifiedModel,
     teacher: UnifiedModel,
     predictor: Predictor,
-    batch: dict,
+    batch: Batch,
     cfg: PretrainSection,
 ) -> dict[str, Tensor]:
     """Per-stream masked-prediction losses of one batch of clean clips, and their weighted sum
     under "total"."""
-    video, audio, lengths = batch["video"], batch["audio"], batch["lengths"]
+    video, audio, lengths = batch.video, batch.audio, batch.lengths
     mask = span_mask(lengths, cfg.mask_prob, cfg.mask_span, video.shape[1])
     set_teacher_mode(teacher)
     targets = teacher_targets(teacher, video, audio, lengths)
@@ -122,6 +134,36 @@ def pretrain_losses(
     out["total"] = sum(cfg.stream_weights[s] * out[s] for s in streams)
     out["masked_share"] = (mask & valid).sum() / valid.sum().clamp(min=1)
     return out
+
+
+def pretrain_step(
+    learner: Learner,
+    batch: TrainBatch,
+    step: int,
+    total_steps: int,
+    cfg: TrainConfig,
+    predictor: Predictor,
+    rank: int = 0,
+    backward: Callable[[Tensor | None], bool] = plain_backward,
+    any_rank_bad: Callable[[bool], bool] = lambda bad: bad,
+    clock: Callable[[], float] = time.perf_counter,
+) -> StepResult:
+    """One pre-training step, with the hooks of :func:`unisr.step.training_step`: masked
+    prediction on the batch of unlabelled clips (``batch.labelled``, the data module's one
+    stream), clipping, AdamW, and the teacher's EMA over the whole run."""
+    seed_step(cfg.trainer.seed, step, rank)
+    clips, losses = batch.labelled, None
+    if clips is not None:
+        losses = pretrain_losses(learner.model, learner.teacher, predictor, clips, cfg.pretrain)
+    finite = backward(None if losses is None else losses["total"])
+    momentum = momentum_at(step, total_steps, cfg.teacher.momentum_start, cfg.teacher.momentum_end)
+    norm = apply_gradients(learner, finite, momentum, cfg.optim.grad_clip, any_rank_bad)
+    if norm is None or losses is None:
+        return StepResult(applied=norm is not None, logs={})
+    logs = {f"pretrain/{k}": v.detach() for k, v in losses.items()}
+    logs["train/grad_norm"], logs["train/momentum"] = norm, momentum
+    logs["train/lr"] = learner.optimizer.param_groups[0]["lr"]
+    return StepResult(applied=True, logs=logs, frames=clips.frames)
 
 
 class PretrainData(USRDataModule):
@@ -155,26 +197,11 @@ class PretrainModule(USRModule):
     def trainable(self) -> list[nn.Parameter]:
         return list(self.model.encoder.parameters()) + list(self.predictor.parameters())
 
-    def training_step(self, batch: dict, batch_idx: int) -> None:
-        step = self.global_step
-        seed_step(self.cfg.trainer.seed, step, self.global_rank)
-        self.data_state = batch["data_state"]
-        clips = batch["labelled"]  # the data module's one stream: the unlabelled clips
-        losses = None
-        if clips is not None:
-            losses = pretrain_losses(
-                self.model, self.teacher, self.predictor, clips, self.cfg.pretrain
-            )
-        finite = self._backward(None if losses is None else losses["total"])
-        applied = self.apply_gradients(finite, step)
-        if applied is None or losses is None:
-            return
-        norm, momentum = applied
-        logs = {f"pretrain/{k}": v.detach() for k, v in losses.items()}
-        logs["train/grad_norm"], logs["train/momentum"] = norm, momentum
-        logs["train/lr"] = self.optimizers().param_groups[0]["lr"]
-        self.log_dict(logs, batch_size=1)
-        self.log("loss", logs["pretrain/total"], prog_bar=True, batch_size=1)
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> None:
+        result = self.run_step(partial(pretrain_step, predictor=self.predictor), batch)
+        self.log_dict(result.logs, batch_size=1)
+        if result.applied:
+            self.log("loss", result.logs["pretrain/total"], prog_bar=True, batch_size=1)
 
     def validation_step(self, batch, batch_idx) -> None:
         return None
@@ -190,6 +217,7 @@ def pretrain(cfg: TrainConfig, resume: str | None = None, overwrite: bool = Fals
 def pretrain_cli(args) -> int:
     code = train_cli(args, run=pretrain)
     if not args.print_config and global_rank() == 0:
-        model = Path(load_config(args.config, args.overrides).trainer.out_dir) / "model.pt"
+        cfg = load_config(args.config, args.overrides, "pretrain")
+        model = Path(cfg.trainer.out_dir) / "model.pt"
         print(f"use its encoder: unisr train ... init.checkpoint={model} init.encoder_only=true")
     return code

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .decoding import attention_greedy, ctc_collapse
+from .masks import length_mask
 from .model import UnifiedModel
 
 MODES = ("ctc_driven", "ar", "mixed", "usr1")
@@ -103,21 +105,6 @@ class PseudoLabels:
         return out
 
 
-def collapse(frame_ids: Tensor, lengths: Tensor, blank: int = 0) -> tuple[Tensor, Tensor]:
-    """Greedy CTC post-processing, batched: merge repeats, drop blanks and frames past each
-    sequence's length. (B, T) -> tokens (B, U) padded with -1, lengths (B,)."""
-    batch, frames = frame_ids.shape
-    valid = torch.arange(frames, device=frame_ids.device)[None, :] < lengths[:, None]
-    previous = torch.cat([frame_ids.new_full((batch, 1), blank), frame_ids[:, :-1]], dim=1)
-    keep = valid & (frame_ids != blank) & (frame_ids != previous)
-    counts = keep.sum(dim=1)
-    tokens = frame_ids.new_full((batch, max(int(counts.max().item()) if batch else 0, 0)), IGNORE)
-    rows, cols = keep.nonzero(as_tuple=True)
-    slots = keep.long().cumsum(dim=1)[rows, cols] - 1
-    tokens[rows, slots] = frame_ids[rows, cols]
-    return tokens, counts
-
-
 def teacher_forcing_inputs(tokens: Tensor, sos: int) -> Tensor:
     """[sos] + tokens for the decoder; padding (-1) becomes sos (never seen by valid positions)."""
     inputs = torch.cat([tokens.new_full((tokens.shape[0], 1), sos), tokens], dim=1)
@@ -129,48 +116,6 @@ def append_eos(tokens: Tensor, lengths: Tensor, eos: int) -> Tensor:
     out = torch.cat([tokens, tokens.new_full((tokens.shape[0], 1), IGNORE)], dim=1)
     out[torch.arange(len(lengths), device=tokens.device), lengths] = eos
     return out
-
-
-def length_mask(lengths: Tensor, size: int) -> Tensor:
-    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
-
-
-@torch.no_grad()
-def greedy_ar(
-    model: UnifiedModel, memory: Tensor, memory_lengths: Tensor, stream: str, max_lengths: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Batched greedy autoregressive decoding with cached keys/values.
-
-    Each row stops at eos (which is kept as its last token) or after ``max_lengths`` tokens.
-    Finished rows leave the batch. Returns tokens (B, U) padded with -1, lengths (B,) and the
-    log-probability of every emitted token (B, U).
-    """
-    batch = memory.shape[0]
-    eos = model.config.eos
-    limit = int(max_lengths.max().item()) if batch else 0
-    tokens = memory.new_full((batch, max(limit, 1)), IGNORE, dtype=torch.long)
-    logps = memory.new_zeros((batch, max(limit, 1)))
-    lengths = torch.zeros(batch, dtype=torch.long, device=memory.device)
-    mask = length_mask(memory_lengths, memory.shape[1])
-    state = model.decoder.init_state(memory, mask)
-    active = torch.arange(batch, device=memory.device)
-    previous = memory.new_full((batch,), eos, dtype=torch.long)  # sos == eos
-    for step in range(limit):
-        hidden, state = model.decoder.step(previous, state)
-        logp = model.decoder.output(hidden, stream).float().log_softmax(-1)
-        best_logp, best = logp.max(dim=-1)
-        tokens[active, step] = best
-        logps[active, step] = best_logp
-        lengths[active] = step + 1
-        running = (best != eos) & (step + 1 < max_lengths[active])
-        if not running.all():
-            keep = running.nonzero(as_tuple=True)[0]
-            if len(keep) == 0:
-                break
-            active, state, best = active[keep], state.select(keep), best[keep]
-        previous = best
-    width = int(lengths.max().item()) if batch else 0
-    return tokens[:, :width], lengths, logps[:, :width]
 
 
 @torch.no_grad()
@@ -190,7 +135,7 @@ def generate(
     frame_logp = teacher.ctc_logits(memory, "av").float().log_softmax(-1)
     frame_best_logp, frame_ids = frame_logp.max(dim=-1)
     valid = length_mask(lengths, frame_ids.shape[1])
-    ctc_tokens, ctc_lengths = collapse(frame_ids, lengths)
+    ctc_tokens, ctc_lengths = ctc_collapse(frame_ids, lengths)
     mean_logp = (frame_best_logp * valid).sum(1) / lengths.clamp(min=1)
     ctc_keep = mean_logp.exp() >= cfg.threshold
     if cfg.token_confidence:
@@ -212,7 +157,7 @@ def generate(
         pls.att_keep = (best_logp >= log_threshold) & positions
     else:
         max_lengths = (lengths.float() * cfg.ar_max_len_ratio).long().clamp(min=1)
-        att, att_lengths, logps = greedy_ar(teacher, memory, lengths, "av", max_lengths)
+        att, att_lengths, logps = attention_greedy(teacher, memory, lengths, "av", max_lengths)
         positions = length_mask(att_lengths, att.shape[1])
         # a hypothesis cut off by the length limit never ended: learning it teaches the student
         # not to stop, so the whole sequence is rejected

@@ -3,7 +3,7 @@
 :class:`FrameBatchSampler` packs utterances of similar length into batches whose padded size
 (longest clip x batch size) stays within a frame budget per device, like ``frames_per_gpu`` of
 the official recipes. :class:`BatchLoader` runs one :class:`~unisr.dataset.AVDataset` through it
-and yields the batch dicts of :func:`~unisr.dataset.collate`; :class:`TrainIterator` pairs an
+and yields padded :class:`~unisr.dataset.Batch` objects; :class:`TrainIterator` pairs an
 unlabelled loader with a cycling labelled one for semi-supervised training.
 
 Bad samples are dropped from their batch, warned about once per file, and counted per epoch. A
@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from .dataset import AVDataset, BadSample, DataConfig, collate
+from .dataset import AVDataset, BadSample, Batch, DataConfig, collate
 from .errors import UnisrError
 
 log = logging.getLogger("unisr.data")
@@ -124,7 +124,8 @@ class FrameBatchSampler(torch.utils.data.Sampler):
 class BatchLoader:
     """Batches of one dataset: a DataLoader with a :class:`FrameBatchSampler` and :func:`collate`.
 
-    Yields batch dicts (``None`` when every sample of a batch was bad). Bad samples are logged
+    Yields :class:`~unisr.dataset.Batch` objects (``None`` when every sample of a batch was bad).
+    Bad samples are logged
     once per file (``unisr.data`` logger) and summarised at the end of each epoch; ``bad`` holds
     every one seen, ``epoch_bad`` those of the current epoch.
     """
@@ -168,15 +169,15 @@ class BatchLoader:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __iter__(self) -> Iterator[dict | None]:
+    def __iter__(self) -> Iterator[Batch | None]:
         self.dataset.set_epoch(self.sampler.epoch)
         self._consumed = self.sampler._start
         self.epoch_bad = []
-        for batch in self.loader:
+        for batch, bad_samples in self.loader:
             self._consumed += 1
-            for bad in batch.pop("skipped"):
+            for bad in bad_samples:
                 self._record(bad)
-            yield batch if batch else None
+            yield batch
         self._report()
 
     def _record(self, bad: BadSample) -> None:

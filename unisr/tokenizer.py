@@ -9,15 +9,14 @@ SentencePiece id ``k`` is unisr id ``k + 1`` (``<unk>`` = 1, as in the official 
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
 
 from .errors import UnisrError
+from .files import atomic_write
 
 WORD_MARK = "\u2581"  # SentencePiece word-boundary marker
 
@@ -135,7 +134,7 @@ class Tokenizer:
             raise UnisrError(f"cannot train a {vocab_size}-piece tokenizer: {err}") from None
         proto = model.getvalue()
         if out_path is not None:
-            _atomic_write(Path(out_path), proto)
+            atomic_write(out_path, proto)
         sp = spm.SentencePieceProcessor(model_proto=proto)
         return cls([sp.id_to_piece(i) for i in range(sp.vocab_size())], proto)
 
@@ -150,6 +149,18 @@ class Tokenizer:
         if sp_model is not None and not isinstance(sp_model, bytes):
             raise UnisrError("the SentencePiece model is not bytes")
         return cls(pieces, sp_model)
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """The tokenizer in a file: an official unit list if its name ends in ``.txt``, else a
+    SentencePiece model. Every command that opens a tokenizer file comes here, so no two read
+    the same file differently."""
+    if not str(path):
+        raise UnisrError("no tokenizer given (a SentencePiece .model or a unit list .txt)")
+    path = Path(path)
+    if path.suffix == ".txt":
+        return Tokenizer.from_units(path)
+    return Tokenizer.from_sentencepiece(path)
 
 
 def _train_sentencepiece(texts: list[str], vocab_size: int, out: io.BytesIO) -> None:
@@ -169,11 +180,3 @@ def _train_sentencepiece(texts: list[str], vocab_size: int, out: io.BytesIO) -> 
         num_threads=1,
         minloglevel=2,
     )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

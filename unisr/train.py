@@ -21,18 +21,15 @@ run being trained.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
 import uuid
 import warnings
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import TQDMProgressBar
@@ -40,17 +37,18 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from .average import average_checkpoints, step_of, student_state
-from .checkpoint import FORMAT, official_state_dict, read_checkpoint, save_checkpoint
+from .checkpoint import FORMAT, load_state, official_state_dict, read_checkpoint, save_checkpoint
 from .config import ModelConfig
-from .dataset import AVDataset
+from .dataset import AVDataset, Batch
 from .decoding import DecodingOptions, decode_encoded
-from .ema import ema_update, make_teacher, momentum_at, set_teacher_mode
+from .ema import make_teacher
 from .errors import UnisrError
-from .losses import UnlabelledHeads, combine, labelled_losses, unlabelled_losses
+from .evaluate import word_errors
+from .losses import UnlabelledHeads
 from .model import UnifiedModel
-from .pseudo_labels import draw_mode, generate
 from .sampler import BatchLoader, FrameBatchSampler, train_iterator
-from .tokenizer import Tokenizer
+from .step import Learner, StepResult, TrainBatch, build_optimizer, training_step
+from .tokenizer import Tokenizer, load_tokenizer
 from .train_config import InitSection, TrainConfig, load_config
 
 warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
@@ -60,73 +58,25 @@ warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 # ---------------------------------------------------------------- set-up helpers
 
 
-def load_tokenizer(path: str) -> Tokenizer:
-    """A SentencePiece model, or an official unit list (``.txt``)."""
-    if not path:
-        raise UnisrError("data.tokenizer is not set (a SentencePiece .model or a unit list .txt)")
-    path = Path(path)
-    return (
-        Tokenizer.from_units(path) if path.suffix == ".txt" else Tokenizer.from_sentencepiece(path)
-    )
-
-
 def initialise(model: UnifiedModel, init: InitSection) -> None:
     """Load a unisr, training or official checkpoint into ``model`` (whole, or the encoder
-    without its final norm). Every missing or mis-shaped tensor is reported."""
+    without its final norm). Every missing, unexpected or mis-shaped tensor is reported."""
     data = read_checkpoint(init.checkpoint)
     if data.get("format") == FORMAT or "unisr" in data:
         state = student_state(data, init.checkpoint)
     else:
         state = official_state_dict(data)
-    expected = model.state_dict()
-    if init.encoder_only:
-        wanted = lambda k: k.startswith("encoder.") and not k.startswith("encoder.after_norm.")  # noqa: E731
-        state = {k: v for k, v in state.items() if wanted(k)}
-        expected = {k: v for k, v in expected.items() if wanted(k)}
-    problems = [f"missing {k}" for k in sorted(set(expected) - set(state))]
-    problems += [f"unexpected {k}" for k in sorted(set(state) - set(expected))]
-    problems += [
-        f"{k}: {tuple(state[k].shape)} in the file vs {tuple(v.shape)} in the model"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if problems:
-        shown = "\n  ".join(
-            problems[:20] + ([f"... {len(problems) - 20} more"] * (len(problems) > 20))
-        )
-        raise UnisrError(f"{init.checkpoint}: does not fit the model:\n  {shown}")
-    model.load_state_dict(state, strict=not init.encoder_only)
-
-
-def lr_factor(step: int, warmup: int, total: int, final: float) -> float:
-    """Linear warm-up to 1, then cosine decay to ``final`` at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def seed_step(seed: int, step: int, rank: int) -> None:
-    """Seed the global RNG (dropout, drop path) from (seed, step, rank)."""
-    state = np.random.SeedSequence([seed, step, rank]).generate_state(2)
-    torch.manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
-
-
-def word_errors(refs: list[str], hyps: list[str]) -> tuple[int, int]:
-    """(word edits, reference words) for WER."""
-    import jiwer
-
-    out = jiwer.process_words(refs, hyps)
-    return out.substitutions + out.deletions + out.insertions, sum(len(r.split()) for r in refs)
+    encoder = lambda k: k.startswith("encoder.") and not k.startswith("encoder.after_norm.")  # noqa: E731
+    load_state(model, state, init.checkpoint, encoder if init.encoder_only else None)
 
 
 # ---------------------------------------------------------------- data
 
 
 class TrainStream:
-    """The training batches as Lightning sees them: dicts with ``labelled``, ``unlabelled`` and
-    ``data_state`` (the loader position after this batch, saved with each checkpoint). Each
-    ``iter`` is the next epoch; after ``resume`` it continues the interrupted one."""
+    """The training batches as Lightning sees them: :class:`~unisr.step.TrainBatch` objects,
+    whose ``data_state`` (the loader position after the batch) is saved with each checkpoint.
+    Each ``iter`` is the next epoch; after ``resume`` it continues the interrupted one."""
 
     def __init__(self, iterator):
         self.iterator = iterator
@@ -141,7 +91,7 @@ class TrainStream:
     def _epoch(self):
         for labelled, unlabelled in self.iterator:
             state = {"epoch": self.epoch, "loader": self.iterator.state_dict()}
-            yield {"labelled": labelled, "unlabelled": unlabelled, "data_state": state}
+            yield TrainBatch(labelled, unlabelled, state)
 
     def __iter__(self):
         if self.resume is not None:
@@ -243,7 +193,8 @@ class USRDataModule(pl.LightningDataModule):
 
 
 class USRModule(pl.LightningModule):
-    """Student, EMA teacher (semi-supervised runs) and USR 1.0's extra heads (``pl.mode=usr1``)."""
+    """Student, EMA teacher (semi-supervised runs) and USR 1.0's extra heads (``pl.mode=usr1``);
+    each optimizer step is :func:`unisr.step.training_step`."""
 
     def __init__(self, cfg: TrainConfig, model_config: ModelConfig, tokenizer: Tokenizer):
         super().__init__()
@@ -260,7 +211,6 @@ class USRModule(pl.LightningModule):
         )
         self.total_steps = max(cfg.optim.max_steps, 1)
         self.skipped_steps = 0
-        self.teacher_started = False
         self.data_state: dict | None = None
         self._last_end: float | None = None
         self._val: dict[str, list[int]] = {}
@@ -273,31 +223,23 @@ class USRModule(pl.LightningModule):
     def configure_optimizers(self):
         o = self.cfg.optim
         self.total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
-        per_epoch = self.trainer.num_training_batches
-        warmup = o.warmup_steps or round(o.warmup_epochs * per_epoch)
-        warmup = max(min(warmup, self.total_steps), 1)
-        optimizer = torch.optim.AdamW(
-            self.trainable(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
-        )
-        schedule = partial(
-            lr_factor, warmup=warmup, total=self.total_steps, final=o.final_lr / o.lr
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        warmup = o.warmup_steps or round(o.warmup_epochs * self.trainer.num_training_batches)
+        optimizer, scheduler = build_optimizer(self.trainable(), o, self.total_steps, warmup)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
-    # one step
+    def learner(self) -> Learner:
+        return Learner(
+            self.model, self.optimizers(), self.lr_schedulers(), self.teacher, self.heads
+        )
+
+    # the hooks that let the plain step run under DDP
     def _sync_time(self) -> float:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
-
-    def _pl_progress(self, step: int) -> tuple[int, int]:
-        """(step, length) of the pseudo-labelling phase, which the momentum and p_ar follow."""
-        start = self.cfg.teacher.start_step
-        return max(step - start, 0), max(self.total_steps - start, 1)
 
     def _backward(self, loss: torch.Tensor | None) -> bool:
         """Back-propagate one part; a missing part (no usable batch on this rank) still joins
@@ -310,113 +252,55 @@ class USRModule(pl.LightningModule):
         self.manual_backward(loss)
         return finite
 
-    def apply_gradients(self, finite: bool, step: int) -> tuple[torch.Tensor, float] | None:
-        """Clip, step AdamW and the schedule, then move the teacher by EMA; returns (gradient
-        norm, momentum). A non-finite loss or gradient on any rank skips the step everywhere
-        (counted; returns None)."""
-        cfg = self.cfg
-        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
-        bad = torch.tensor(0.0 if finite else 1.0, device=self.device)
-        bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
-        norm = torch.nn.utils.clip_grad_norm_(self.trainable(), cfg.optim.grad_clip)
-        if bad.item() > 0 or not torch.isfinite(norm):
-            optimizer.zero_grad(set_to_none=True)
+    def _any_rank_bad(self, bad: bool) -> bool:
+        flag = torch.tensor(float(bad), device=self.device)
+        return bool(self.trainer.strategy.reduce(flag, reduce_op="sum").item() > 0)
+
+    def run_step(self, step_fn, batch: TrainBatch) -> StepResult:
+        """Run one plain step function with this module's hooks; counts a skipped step."""
+        self.data_state = batch.data_state
+        result = step_fn(
+            self.learner(),
+            batch,
+            self.global_step,
+            self.total_steps,
+            self.cfg,
+            rank=self.global_rank,
+            backward=self._backward,
+            any_rank_bad=self._any_rank_bad,
+            clock=self._sync_time,
+        )
+        if not result.applied:
             self.skipped_steps += 1
-            self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1)
-            return None
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        momentum = momentum_at(
-            *self._pl_progress(step), cfg.teacher.momentum_start, cfg.teacher.momentum_end
-        )
-        if self.teacher is not None:
-            ema_update(self.teacher, self.model, momentum)
-        return norm, momentum
+        return result
 
-    def training_step(self, batch: dict, batch_idx: int) -> None:
-        cfg, step = self.cfg, self.global_step
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> None:
         start = self._sync_time()
-        seed_step(cfg.trainer.seed, step, self.global_rank)
-        self.data_state = batch["data_state"]
-        labelled, unlabelled = batch["labelled"], batch["unlabelled"]
-        zeros = {s: torch.zeros((), device=self.device) for s in cfg.loss.streams}
-        logs: dict[str, float | torch.Tensor] = {}
-        frames, pl_seconds, finite = 0, 0.0, True
-
-        semi = self.teacher is not None and step >= cfg.teacher.start_step
-        if semi:
-            if not self.teacher_started:
-                if cfg.teacher.reset_at_start:
-                    self.teacher.load_state_dict(self.model.state_dict())
-                self.teacher_started = True
-            mode = draw_mode(cfg.pl, *self._pl_progress(step), cfg.trainer.seed)
-            total = None
-            if unlabelled is not None:
-                set_teacher_mode(self.teacher)
-                pls = generate(
-                    self.teacher,
-                    unlabelled["video"],
-                    unlabelled["audio"],
-                    unlabelled["lengths"],
-                    mode,
-                    cfg.pl,
-                )
-                pl_seconds = self._sync_time() - start
-                logs.update(pls.stats())
-                losses = unlabelled_losses(self.model, unlabelled, pls, cfg.loss, self.heads)
-                _, total, parts = combine(zeros, losses, cfg.loss)
-                logs.update({k: v for k, v in parts.items() if k.startswith("loss/unlabelled")})
-                frames += int(unlabelled["lengths"].sum())
-            finite &= self._backward(total)
-
-        total = None
-        if labelled is not None:
-            losses = labelled_losses(self.model, labelled, cfg.loss)
-            total, _, parts = combine(losses, zeros if semi else None, cfg.loss)
-            logs.update({k: v for k, v in parts.items() if k.startswith("loss/labelled")})
-            frames += int(labelled["lengths"].sum())
-        finite &= self._backward(total)
-
-        applied = self.apply_gradients(finite, step)
-        if applied is None:
-            return
-        norm, momentum = applied
-
-        end = self._sync_time()
-        seconds = end - start
-        loss = sum(v for k, v in logs.items() if k in ("loss/labelled", "loss/unlabelled"))
-        logs.update(
-            {
-                "loss/total": loss,
-                "train/lr": self.optimizers().param_groups[0]["lr"],
-                "train/momentum": momentum,
-                "train/grad_norm": norm,
-                "train/skipped_steps": float(self.skipped_steps),
-                "train/epoch": float(self.data_state["epoch"]),
-                "time/step": seconds,
-                "time/pseudo_labels": pl_seconds,
-                "time/rest": seconds - pl_seconds,
-                "speed/frames_per_s": frames * self.trainer.world_size / seconds,
-            }
-        )
-        if self._last_end is not None:
-            logs["time/data"] = start - self._last_end
-        self._last_end = end
+        result = self.run_step(training_step, batch)
+        logs = {**result.logs, "train/skipped_steps": float(self.skipped_steps)}
+        if result.applied:
+            logs["train/epoch"] = float(batch.data_state["epoch"])
+            logs["speed/frames_per_s"] = (
+                result.frames * self.trainer.world_size / result.logs["time/step"]
+            )
+            if self._last_end is not None:
+                logs["time/data"] = start - self._last_end
+            self.log_dict({"loss": logs["loss/total"], "lr": logs["train/lr"]}, prog_bar=True,
+                          batch_size=1)  # fmt: skip
+        self._last_end = self._sync_time()
         self.log_dict(logs, batch_size=1)
-        self.log_dict({"loss": loss, "lr": logs["train/lr"]}, prog_bar=True, batch_size=1)
 
     # validation: greedy WER per stream
     def on_validation_epoch_start(self) -> None:
         self._val = {s: [0, 0] for s in self.cfg.trainer.val_streams}
 
-    def validation_step(self, batch: dict | None, batch_idx: int) -> None:
+    def validation_step(self, batch: Batch | None, batch_idx: int) -> None:
         if batch is None:
             return
-        lengths = batch["lengths"]
+        lengths = batch.lengths
         decode = self.tokenizer.decode
-        refs = [decode(t[:n].tolist()) for t, n in zip(batch["targets"], batch["target_lengths"])]
-        encoded = self.model.encode(batch["video"], batch["audio"], lengths, tuple(self._val))
+        refs = [decode(t[:n].tolist()) for t, n in zip(batch.targets, batch.target_lengths)]
+        encoded = self.model.encode(batch.video, batch.audio, lengths, tuple(self._val))
         options = DecodingOptions(method=self.cfg.trainer.val_method)
         for stream, counts in self._val.items():
             nbests = decode_encoded(self.model, encoded[stream], lengths, stream, options)
@@ -441,16 +325,30 @@ class USRModule(pl.LightningModule):
             "train_config": plain(self.cfg.to_dict()),
             "data_state": self.data_state,
             "skipped_steps": self.skipped_steps,
-            "teacher_started": self.teacher_started,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get("unisr", {})
         self.skipped_steps = meta.get("skipped_steps", 0)
-        self.teacher_started = meta.get("teacher_started", False)
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if meta.get("data_state") and datamodule is not None and datamodule.stream is not None:
             datamodule.stream.resume = meta["data_state"]
+        state = checkpoint["state_dict"]
+        if self.heads is not None and not any(k.startswith("heads.") for k in state):
+            self._add_fresh_heads(checkpoint)
+
+    def _add_fresh_heads(self, checkpoint: dict) -> None:
+        """Continue a run made without USR 1.0's extra output layers (e.g. the shared
+        ``pl-start.ckpt`` of a labelled-only phase) in ``pl.mode=usr1``: the layers start as
+        initialised, with no optimizer state, everything else resumes as saved."""
+        checkpoint["state_dict"].update(
+            {f"heads.{k}": v for k, v in self.heads.state_dict().items()}
+        )
+        n = len(self.trainable())
+        for optimizer in checkpoint.get("optimizer_states", []):
+            group = optimizer["param_groups"][-1]
+            known = sum(len(g["params"]) for g in optimizer["param_groups"])
+            group["params"] = [*group["params"], *range(known, n)]
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -757,7 +655,7 @@ def train(
 
 def train_cli(args, run=train) -> int:
     """``unisr train`` (and, with ``run=pretrain``, ``unisr pretrain``)."""
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, args.command)
     if args.print_config:
         print(yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False), end="")
         return 0

@@ -7,6 +7,13 @@ pre-training, ``unisr pretrain``). Every key is checked: a typo is an
 error that names the key and lists the valid ones. Packaged recipes live in ``unisr/configs``
 and are found by name (``unisr train synth_demo``); relative paths in a config are relative to
 the working directory.
+
+A recipe cannot change meaning by leaving something out: the keys a command needs (fields made
+with :func:`required`: the data, the tokenizer, the supervision ``pl.mode``, where training
+starts) must be given, by the recipe or on the command line; ``???`` in a recipe marks a value
+that the command line must give (a paper recipe's data and pre-trained checkpoint). A
+pseudo-labelling ``pl.mode`` needs ``data.unlabelled`` and ``supervised`` refuses it, and the
+keys the trainer takes from the model (``data.augment.crop``/``resize``) cannot be set.
 """
 
 from __future__ import annotations
@@ -24,9 +31,21 @@ from .config import ModelConfig, model_config
 from .dataset import DataConfig
 from .errors import UnisrError
 from .losses import LossConfig
-from .pseudo_labels import PseudoLabelConfig
+from .pseudo_labels import MODES, PseudoLabelConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+COMMANDS = ("train", "pretrain")
+REQUIRED = "???"  # a recipe's value that the command line must give
+SUPERVISED = "supervised"  # pl.mode of a run without pseudo-labels
+# data.augment keys the trainer sets from the model config, and the model key to set instead:
+# training must see the crops that evaluation and transcription take from the checkpoint's config
+SET_BY_MODEL = {"crop": "model.crop_size", "resize": "model.image_size"}
+
+
+def required(default: Any, what: str, commands: tuple[str, ...] = COMMANDS) -> Any:
+    """A field that a recipe (or the command line) must set for ``commands``; ``what`` tells
+    the user what to give. ``default`` only serves sections built in code."""
+    return field(default=default, metadata={"required": commands, "what": what})
 
 
 @dataclass
@@ -34,14 +53,16 @@ class DataSection(DataConfig):
     """The data pipeline settings (:class:`~unisr.dataset.DataConfig`) plus where the data is.
 
     Manifests may be typed TSV or either CSV dialect; ``roots``/``audio_roots`` give the CSV
-    dialects' root folders (one path, or a mapping from tag to path). Without ``unlabelled``
-    training is supervised. ``tokenizer`` is a SentencePiece model or an official unit list.
+    dialects' root folders (one path, or a mapping from tag to path). Training takes
+    ``unlabelled`` exactly when ``pl.mode`` pseudo-labels; pre-training needs only ``unlabelled``.
     """
 
-    labelled: str = ""
-    unlabelled: str | None = None
-    val: str | None = None
-    tokenizer: str = ""
+    labelled: str = required("", "the labelled training manifest", ("train",))
+    unlabelled: str | None = required(None, "the unlabelled clips' manifest", ("pretrain",))
+    val: str | None = required(
+        None, "the validation manifest, or null for no validation", ("train",)
+    )
+    tokenizer: str = required("", "a SentencePiece .model or an official unit list .txt")
     roots: Any = None
     audio_roots: Any = None
     use_cache: bool = True
@@ -109,8 +130,28 @@ class InitSection:
     """Start from a checkpoint (unisr, official ``.pth`` or a training checkpoint): the whole
     model, or only the encoder (without its final norm, as USR transfers pre-trained encoders)."""
 
-    checkpoint: str | None = None
+    checkpoint: str | None = required(
+        None, "the checkpoint to start from, or null to train from scratch", ("train",)
+    )
     encoder_only: bool = False
+
+
+@dataclass(frozen=True)
+class PLSection(PseudoLabelConfig):
+    """Pseudo-labelling (:class:`~unisr.pseudo_labels.PseudoLabelConfig`); ``mode`` is also the
+    run's supervision: ``supervised`` trains on the labelled set alone, the pseudo-labelling
+    modes on ``data.unlabelled`` too. The other settings are checked when a mode uses them."""
+
+    mode: str = required(
+        "mixed", f"{SUPERVISED}, or a pseudo-labelling mode: {', '.join(MODES)}", ("train",)
+    )
+
+    def __post_init__(self):
+        modes = (SUPERVISED, *MODES)
+        if self.mode not in modes:
+            raise ValueError(f"pl.mode must be one of {', '.join(modes)}, not {self.mode!r}")
+        if self.mode != SUPERVISED:
+            super().__post_init__()
 
 
 @dataclass
@@ -133,7 +174,7 @@ class TrainConfig:
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     teacher: TeacherSection = field(default_factory=TeacherSection)
-    pl: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
+    pl: PLSection = field(default_factory=PLSection)
     loss: LossConfig = field(default_factory=LossConfig)
     trainer: TrainerSection = field(default_factory=TrainerSection)
     init: InitSection = field(default_factory=InitSection)
@@ -154,7 +195,11 @@ class TrainConfig:
         return model_config(preset, **fields_)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain data that loads back as this config (without the keys the model sets)."""
+        data = dataclasses.asdict(self)
+        for key in SET_BY_MODEL:
+            del data["data"]["augment"][key]
+        return data
 
 
 # ---------------------------------------------------------------- building from plain data
@@ -270,11 +315,96 @@ def config_path(name: str | Path) -> Path:
     raise UnisrError(f"{name}: no such config file or packaged recipe (recipes: {choices})")
 
 
-def load_config(name: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """Read a config (file or packaged name; None = all defaults) and apply overrides."""
+# ---------------------------------------------------------------- what a recipe must say
+
+
+def without_placeholders(data: Any) -> Any:
+    """``data`` less its ``???`` values (which :func:`check_required` names)."""
+    if not isinstance(data, dict):
+        return data
+    return {k: without_placeholders(v) for k, v in data.items() if v != REQUIRED}
+
+
+def placeholders(data: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose value is the ``???`` placeholder."""
+    if not isinstance(data, dict):
+        return []
+    found = []
+    for key, value in data.items():
+        if value == REQUIRED:
+            found.append(f"{prefix}{key}")
+        else:
+            found += placeholders(value, f"{prefix}{key}.")
+    return found
+
+
+def missing(cls, data: Any, command: str, prefix: str = "") -> dict[str, str]:
+    """{dotted key: what it is} for the fields of ``cls`` that are ``???`` in ``data``, and
+    the :func:`required` ones that ``command`` needs and ``data`` leaves out or empty (null is
+    a value: "none")."""
+    data = data if isinstance(data, dict) else {}
+    hints, out = _hints(cls), {}
+    for f in dataclasses.fields(cls):
+        key, value = f"{prefix}{f.name}", data.get(f.name, "")
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(missing(hints[f.name], data.get(f.name), command, f"{key}."))
+        elif value == REQUIRED or (command in f.metadata.get("required", ()) and value == ""):
+            out[key] = f.metadata.get("what", "")
+    return out
+
+
+def check_required(data: dict, command: str, source: str) -> None:
+    """Every key ``command`` needs is given, and no ``???`` is left; one error names them all."""
+    keys = missing(TrainConfig, data, command)
+    keys.update({key: "" for key in placeholders(data) if key not in keys})  # e.g. model.*
+    if keys:
+        listed = ", ".join(f"{key} is required" + (f" ({what})" if what else "")
+                           for key, what in keys.items())  # fmt: skip
+        them = "it" if len(keys) == 1 else "them"
+        give = " ".join(f"{key}=..." for key in keys)
+        raise UnisrError(f"{source}: {listed}; set {them} on the command line: {give}")
+
+
+def check_not_set_by_model(data: dict, source: str) -> None:
+    """The crop keys follow the model: a recipe's value would be overwritten, so it is refused.
+    (``data`` has passed :func:`build`: its sections are mappings.)"""
+    augment = (data.get("data") or {}).get("augment") or {}
+    for key, instead in SET_BY_MODEL.items():
+        if key in augment:
+            raise UnisrError(
+                f"{source}: data.augment.{key} cannot be set: the training crops follow the model, "
+                f"as evaluation and transcription with its checkpoint do; set {instead} instead"
+            )
+
+
+def check_supervision(cfg: TrainConfig, source: str) -> None:
+    """``pl.mode`` and ``data.unlabelled`` agree: a mode that pseudo-labels has clips to label,
+    and a supervised run has none that it would ignore."""
+    mode, unlabelled = cfg.pl.mode, cfg.data.unlabelled
+    if mode != SUPERVISED and not unlabelled:
+        raise UnisrError(
+            f"{source}: pl.mode {mode} pseudo-labels data.unlabelled, which is not set; give "
+            f"data.unlabelled=..., or pl.mode={SUPERVISED} to train on the labelled set alone"
+        )
+    if mode == SUPERVISED and unlabelled:
+        raise UnisrError(
+            f"{source}: data.unlabelled is set but pl.mode is {SUPERVISED}, which would ignore "
+            f"it; choose a pseudo-labelling pl.mode ({', '.join(MODES)}) or data.unlabelled=null"
+        )
+
+
+def load_config(
+    name: str | Path | None = None, overrides: list[str] = (), command: str = "train"
+) -> TrainConfig:
+    """Read a config (file or packaged name; None = overrides only), apply the overrides and
+    check that it says everything ``command`` ("train" or "pretrain") needs."""
+    if command not in COMMANDS:
+        raise ValueError(f"command must be one of {COMMANDS}, not {command!r}")
     data: dict = {}
+    source = "(no recipe)"
     if name is not None:
         path = config_path(name)
+        source = path.name if path.parent == CONFIG_DIR else str(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
@@ -283,6 +413,10 @@ def load_config(name: str | Path | None = None, overrides: list[str] = ()) -> Tr
             raise UnisrError(f"{path}: expected a mapping of sections")
     for item in overrides:
         apply_override(data, item)
-    cfg = build(TrainConfig, data)
+    cfg = build(TrainConfig, without_placeholders(data))  # unknown keys and bad values first
+    check_required(data, command, source)
+    check_not_set_by_model(data, source)
     cfg.model_config()  # validate the model section early
+    if command == "train":
+        check_supervision(cfg, source)
     return cfg

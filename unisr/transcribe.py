@@ -1,4 +1,5 @@
-"""The public decoding API, bound as ``model.decode`` / ``model.transcribe``, and its commands.
+"""The public decoding API, bound as ``model.decode`` / ``model.transcribe`` (the ``unisr
+transcribe`` and ``features`` commands in :mod:`unisr.cli` call it).
 
 Inputs are one utterance or a list of them (decoded as one padded batch):
 
@@ -11,7 +12,6 @@ Inputs are one utterance or a list of them (decoded as one padded batch):
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -61,7 +61,7 @@ def _video_tensor(model, video) -> Tensor:
     return video_view(frames.numpy(), AugmentConfig(crop=cfg.crop_size, resize=resize))
 
 
-def _audio_array(audio, video) -> np.ndarray:
+def audio_samples(audio, video) -> np.ndarray:
     """One utterance's audio -> float32 16 kHz samples; None takes the video file's track."""
     if audio is None:
         if not isinstance(video, (str, Path)):
@@ -108,7 +108,7 @@ def prepare_inputs(model, video, audio, streams) -> tuple[Tensor | None, Tensor 
         v = _video_tensor(model, video[i]) if need_v else None
         if need_a:
             source = None if audio is None else audio[i]
-            a = _audio_array(source, None if video is None else video[i])
+            a = audio_samples(source, None if video is None else video[i])
             if v is not None:  # the data path's length tolerance, not a silent cut
                 name = source if isinstance(source, (str, Path)) else video[i]
                 check_lengths(len(v), len(a), name if isinstance(name, (str, Path)) else "audio")
@@ -194,53 +194,3 @@ def features(model, video=None, audio=None, streams: tuple[str, ...] | None = No
     )
     encoded = model.encode(video_t, audio_t, None, streams=tuple(streams))
     return {stream: out[0].cpu() for stream, out in encoded.items()}
-
-
-# ---------------------------------------------------------------- command line
-
-
-def _load(args: argparse.Namespace):
-    from .checkpoint import load_model
-
-    if args.video is None and args.audio is None:
-        raise UnisrError("give --video, --audio or both")
-    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
-        raise UnisrError(f"device {args.device!r} requested but CUDA is not available")
-    return load_model(args.checkpoint, units=args.units, device=args.device)
-
-
-def transcribe_cli(args: argparse.Namespace) -> int:
-    """``unisr transcribe``: print the best transcript."""
-    options = DecodingOptions(
-        method=args.method, beam_size=args.beam, ctc_weight=args.ctc_weight
-    )  # checked before the model loads
-    model = _load(args)
-    video, audio = args.video, args.audio
-    if video is not None and args.cropped is not None:  # the user says what the video shows
-        if audio is None and args.modality in ("a", "av"):
-            audio = _audio_array(None, video)
-        frames = read_mouth_video(video, cropped=args.cropped)
-        check_frames(frames, video, model.config.crop_size)  # named by its file
-        video = frames
-    print(transcribe(model, video, audio, args.modality, options))
-    return 0
-
-
-def features_cli(args: argparse.Namespace) -> int:
-    """``unisr features``: encoder outputs per stream to a .pt (dict) or .npy (one stream)."""
-    out = Path(args.out)
-    if out.suffix not in (".pt", ".npy"):
-        raise UnisrError(f"{out}: the output must end in .pt or .npy")
-    streams = tuple(args.streams.split(",")) if args.streams else None
-    if out.suffix == ".npy" and (streams is None or len(streams) != 1):
-        raise UnisrError(f"{out}: .npy holds one stream; pass --streams v|a|av or write a .pt")
-    model = _load(args)
-    encoded = features(model, args.video, args.audio, streams)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npy":
-        np.save(out, next(iter(encoded.values())).numpy())
-    else:
-        torch.save(encoded, out)
-    shapes = ", ".join(f"{s} {tuple(t.shape)}" for s, t in encoded.items())
-    print(f"wrote {out}: {shapes}")
-    return 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from ..errors import UnisrError
+from ..files import atomic_write
 from ..manifest import ManifestRow, write_manifest
 from ..media import SAMPLES_PER_FRAME, MediaError, write_audio, write_video
 from .crop import NoFaceError, TooShortError, crop_video, video_audio
@@ -74,11 +74,8 @@ def prepare_one(video: Path, src_dir: Path, out_dir: Path, landmarker: Landmarke
         else:
             crops = crop_video(video, landmarker)
             audio = video_audio(video, len(crops))
-            mp4.parent.mkdir(parents=True, exist_ok=True)
-            write_audio(_partial(wav), audio)
-            os.replace(_partial(wav), wav)
-            write_video(_partial(mp4), crops)  # the .mp4 last: it marks the video as done
-            os.replace(_partial(mp4), mp4)
+            atomic_write(wav, lambda tmp: write_audio(tmp, audio))
+            atomic_write(mp4, lambda tmp: write_video(tmp, crops))  # last: marks it done
             frames, status = len(crops), PROCESSED
     except NoFaceError as err:
         return Outcome(source, NO_FACE, detail=str(err))
@@ -90,10 +87,6 @@ def prepare_one(video: Path, src_dir: Path, out_dir: Path, landmarker: Landmarke
         return Outcome(source, FAILED, detail=f"{video}: {err.__class__.__name__}: {err}")
     row = ManifestRow(id=rel.as_posix(), video=str(mp4), audio=str(wav), frames=frames, text=text)
     return Outcome(source, status, row=row)
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
 _worker_landmarker: Landmarker | None = None

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import UnisrError
+from ..files import atomic_write, partial_path
 from ..manifest import ManifestRow, write_manifest, write_usr_csv
 from ..media import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, fit_audio, write_audio, write_video
 from ..tokenizer import Tokenizer, normalize_text
@@ -278,16 +279,6 @@ def _sentence_end(sentence: str) -> str:
 # --------------------------------------------------------------------------- rendering
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write under a temporary name, then rename: readers never see half a file."""
-    _partial(path).write_text(text, encoding="utf-8")
-    os.replace(_partial(path), path)
-
-
 def _paths(out: Path, utt: Utterance) -> tuple[Path, Path, Path]:
     base = out / utt.split / utt.id
     return base.with_suffix(".mp4"), base.with_suffix(".wav"), base.with_suffix(".json")
@@ -333,12 +324,9 @@ def build_utterance(out: Path, utt: Utterance) -> dict:
     if mp4.is_file() and wav.is_file() and meta_path.is_file():
         return json.loads(meta_path.read_text())
     frames, audio, meta = render_utterance(utt)
-    mp4.parent.mkdir(parents=True, exist_ok=True)
-    write_audio(_partial(wav), audio)
-    os.replace(_partial(wav), wav)
-    _write_text(meta_path, json.dumps(meta))
-    write_video(_partial(mp4), frames)
-    os.replace(_partial(mp4), mp4)
+    atomic_write(wav, lambda tmp: write_audio(tmp, audio))
+    atomic_write(meta_path, json.dumps(meta))
+    atomic_write(mp4, lambda tmp: write_video(tmp, frames))
     return meta
 
 
@@ -399,8 +387,7 @@ def _check_config(out: Path, corpus: Corpus) -> None:
             "(no synth.json); a corpus is built only into an empty or new folder, or resumed "
             "in its own"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    _write_text(path, json.dumps(config, indent=1))
+    atomic_write(path, json.dumps(config, indent=1))  # creates the folder
 
 
 def _own_partials(out: Path, corpus: Corpus) -> list[Path]:
@@ -409,7 +396,7 @@ def _own_partials(out: Path, corpus: Corpus) -> list[Path]:
     names.append(out / "noise" / "babble.wav")
     for utt in corpus.utterances:
         names += _paths(out, utt)
-    return [_partial(p) for p in names]
+    return [partial_path(p) for p in names]
 
 
 def _clean_partials(out: Path, corpus: Corpus) -> int:
@@ -465,19 +452,17 @@ def build_corpus(
             return {}
         voices = starmap(babble_voice, babble_jobs)
     if babble_jobs:
-        babble_path.parent.mkdir(exist_ok=True)
-        write_audio(_partial(babble_path), mix_babble(voices))
-        os.replace(_partial(babble_path), babble_path)
+        atomic_write(babble_path, lambda tmp: write_audio(tmp, mix_babble(voices)))
 
     labelled = [u.text for u in corpus.utterances if u.split == "train_labelled"]
     tokenizer = Tokenizer.train(labelled, corpus.vocab_size, out / "tokenizer.model")
     write_manifests(out, corpus, metas, tokenizer)
     speakers = [asdict(s) for s in corpus.speakers + corpus.babble]
-    _write_text(out / "speakers.json", json.dumps(speakers, indent=1))
+    atomic_write(out / "speakers.json", json.dumps(speakers, indent=1))
     summary = summarize(corpus, metas, tokenizer)
     summary["build_seconds"] = round(time.time() - start, 1)
     summary["repaired_partial_files"] = repaired
-    _write_text(out / "summary.json", json.dumps(summary, indent=1))  # last: marks it complete
+    atomic_write(out / "summary.json", json.dumps(summary, indent=1))  # last: marks it complete
     return summary
 
 
