@@ -1,0 +1,528 @@
+"""The paper's claims side by side on the synthetic corpus: ``make reproduce`` -> docs/RESULTS.md.
+
+One labelled-only phase is trained once (the ``synth_demo`` recipe, ``--start`` steps); its full
+training state (``checkpoints/pl-start.ckpt``) is the shared start of every arm, which then runs
+``--steps`` more steps with the same seed and data order:
+
+* ``labelled_only``: no pseudo-labels (the continuation baseline);
+* ``usr1``: USR 1.0 (frame-wise CTC targets, AR attention targets, separate output layers);
+* ``ar``: AR pseudo-labels only; ``ctc_driven``: CTC-driven teacher forcing only;
+* ``mixed``: USR 2.0, one of the two per step with p_ar = 0.5 (its run also makes the start).
+
+Each final model (average of the last checkpoints) is decoded on ``test`` (a / v / av, beam and
+attention greedy), ``test_long`` by length bucket (greedy and beam), ``test_ood`` (greedy, as
+the paper's OOD table) and ``test`` with babble noise at 10 / 5 / 0 / -5 dB (a and av, beam).
+Step and pseudo-labelling times come from the training logs. Every part records its result in
+``--out`` when done, so a killed run picks up at the next unfinished part (a half-trained arm
+resumes from its newest checkpoint). The report, with the paper's numbers beside ours and the
+plots, goes to docs/RESULTS.md.
+
+    make reproduce                                  (= .venv/bin/python benchmarks/reproduce.py)
+    python benchmarks/reproduce.py --device cuda    (GPU)
+    python benchmarks/reproduce.py --smoke --out /tmp/r --results /tmp/r/RESULTS.md  (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+from report import machine
+
+from unisr.demo import corpus_overrides, ensure_corpus, final_model, read_metrics
+from unisr.train import train
+from unisr.train_config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+STREAMS = ("a", "v", "av")
+ARMS = ("labelled_only", "usr1", "ar", "ctc_driven", "mixed")
+SEMI = ARMS[1:]
+LABELS = {"labelled_only": "labelled-only", "usr1": "USR (usr1)", "ar": "AR only",
+          "ctc_driven": "CTC-driven only", "mixed": "USR 2.0 (mixed)"}  # fmt: skip
+SNRS = (None, 10.0, 5.0, 0.0, -5.0)
+NOISY = ("snr10", "snr5", "snr0", "snr-5")  # condition names of the noisy SNRS
+SMOKE = ["model.enc_layers=1", "model.d_model=64", "model.heads=2", "trainer.ckpt_every=1",
+         "trainer.average_last=1", "trainer.log_every=1", "data.frames_per_batch=400",
+         "data.frames_per_batch_unlabelled=400"]  # fmt: skip
+
+
+# ---------------------------------------------------------------- training
+
+
+class Clock(pl.Callback):
+    """Training seconds at every validation, appended to ``clock.jsonl`` (summed over resumed
+    sessions), so WER can be plotted against training time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        lines = path.read_text().splitlines() if path.is_file() else []
+        self.offset = json.loads(lines[-1])["seconds"] if lines else 0.0
+        self.start = time.time()
+
+    def on_validation_end(self, trainer, module) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {"step": trainer.global_step, "seconds": self.offset + time.time() - self.start}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def arm_overrides(arm: str, total: int) -> list[str]:
+    if arm == "labelled_only":
+        return [f"teacher.start_step={total + 1}"]  # the teacher never starts
+    return ["pl.mode=mixed", "pl.p_ar=0.5"] if arm == "mixed" else [f"pl.mode={arm}"]
+
+
+def train_arm(arm: str, out: Path, base: list[str], total: int) -> None:
+    """Train one arm to ``total`` steps unless it is done; ``mixed`` from scratch (it makes the
+    shared start), the others from the shared start."""
+    run_dir = out / arm
+    if (run_dir / "model.pt").is_file():
+        return
+    cfg = load_config("synth_demo", [*base, *arm_overrides(arm, total),
+                                     f"trainer.out_dir={run_dir}"])  # fmt: skip
+    resume = None
+    if (run_dir / "run.json").is_file():
+        resume = "auto"
+    elif arm != "mixed":
+        resume = str(out / "mixed" / "checkpoints" / "pl-start.ckpt")
+    print(f"[reproduce] training {arm} -> {run_dir}", flush=True)
+    train(cfg, resume=resume, callbacks=(Clock(run_dir / "clock.jsonl"),))
+
+
+def timings(run_dir: Path, start: int) -> dict:
+    """Median wall seconds per step and per pseudo-labelling call after the shared start."""
+    rows = [r for r in read_metrics(run_dir) if "time/step" in r and r["step"] >= start]
+    pl_calls = [r["time/pseudo_labels"] for r in rows if r.get("time/pseudo_labels", 0) > 0]
+    return {
+        "step_s": statistics.median(r["time/step"] for r in rows) if rows else None,
+        "pl_s": statistics.median(pl_calls) if pl_calls else None,
+    }
+
+
+def curve(run_dir: Path) -> list[dict]:
+    """Validation WER (CTC greedy) per stream against the step and the training seconds."""
+    seconds = {}
+    if (run_dir / "clock.jsonl").is_file():
+        for line in (run_dir / "clock.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            seconds[int(row["step"])] = row["seconds"]
+    points = []
+    for r in read_metrics(run_dir):
+        wers = {s: r[f"val/wer_{s}"] for s in STREAMS if f"val/wer_{s}" in r}
+        if wers and int(r["step"]) in seconds:
+            points.append({"step": int(r["step"]), "seconds": seconds[int(r["step"])], **wers})
+    return points
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def long_edges(corpus: Path) -> tuple[int, ...]:
+    """Bucket edges (frames) between the corpus's length buckets of ``test_long``."""
+    buckets = json.loads((corpus / "summary.json").read_text())["test_long_buckets"].values()
+    ordered = sorted(buckets, key=lambda b: b["min_frames"])
+    return tuple((a["max_frames"] + b["min_frames"]) // 2 for a, b in zip(ordered, ordered[1:]))
+
+
+def evaluate_arm(arm: str, out: Path, corpus: Path, beam: int, device: str) -> dict:
+    """Every test condition of one arm's final model; cached in ``<arm>/results.json``."""
+    from unisr.checkpoint import load_model
+    from unisr.decoding import DecodingOptions
+    from unisr.evaluate import EvalOptions, evaluate
+    from unisr.manifest import read_manifest
+
+    path = out / arm / "results.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    print(f"[reproduce] evaluating {arm}", flush=True)
+    model = load_model(final_model(out / arm), device=device)
+    greedy = DecodingOptions(method="greedy")
+    beam_opts = DecodingOptions(method="beam", beam_size=beam, ctc_weight=0.1)
+
+    def run(split: str, decoding, streams=STREAMS, **kw) -> list[dict]:
+        rows = read_manifest(corpus / f"{split}.tsv")
+        options = EvalOptions(streams=streams, decoding=decoding, **kw)
+        return evaluate(model, rows, options)[0]["results"]
+
+    def wer(results: list[dict]) -> dict:
+        return {r["stream"]: r["wer"] for r in results}
+
+    edges = long_edges(corpus)
+    results = {
+        "test_beam": wer(run("test", beam_opts)),
+        "test_greedy": wer(run("test", greedy)),
+        "ood_greedy": wer(run("test_ood", greedy)),
+        "long_greedy": {r["stream"]: r["buckets"] for r in run("test_long", greedy, buckets=edges)},
+        "long_beam": {
+            r["stream"]: r["buckets"] for r in run("test_long", beam_opts, buckets=edges)
+        },
+        "noise_beam": {},
+    }
+    noise = run(
+        "test", beam_opts, ("a", "av"), snrs=SNRS, noise=str(corpus / "noise" / "babble.wav")
+    )
+    for r in noise:
+        results["noise_beam"].setdefault(r["stream"], {})[r["condition"]] = r["wer"]
+    path.write_text(json.dumps(results, indent=1))
+    return results
+
+
+# ---------------------------------------------------------------- report
+
+
+def fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def bucket_names(results: dict) -> list[str]:
+    names = next(iter(results.values()))["long_greedy"]["av"].keys()
+    return sorted(names, key=lambda n: int(n.split("-")[0].rstrip("+")))
+
+
+def claims(res: dict, times: dict) -> list[str]:
+    """The paper's claims (1)-(4), each with the figures that decide it here and its verdict."""
+    mixed, usr1, ar, ctc = res["mixed"], res["usr1"], res["ar"], res["ctc_driven"]
+    out = []
+    # (1) cheaper pseudo-labelling, faster training
+    ar_pl, ctc_pl = times["ar"]["pl_s"], times["ctc_driven"]["pl_s"]
+    u_step, m_step = times["usr1"]["step_s"], times["mixed"]["step_s"]
+    if None not in (ar_pl, ctc_pl, u_step, m_step):
+        verdict = "reproduced" if ctc_pl < ar_pl and m_step < u_step else "not reproduced"
+        out.append(
+            f"1. **Cheaper pseudo-labelling, faster training: {verdict}.** One CTC-driven "
+            f"pseudo-labelling call takes {ctc_pl * 1000:.0f} ms against {ar_pl * 1000:.0f} ms "
+            f"for AR decoding ({ar_pl / ctc_pl:.1f}x; the paper: about 40x on an H200); a "
+            f"mixed-sampling step takes {m_step:.2f} s against {u_step:.2f} s for USR's "
+            f"({u_step / m_step:.2f}x; the paper: about 2x end to end, partly from needing 50 "
+            "instead of 75 epochs, which equal-step arms cannot show)."
+        )
+    # (2) in distribution
+    better = [s for s in STREAMS if mixed["test_beam"][s] <= usr1["test_beam"][s] + 1.0]
+    verdict = "reproduced" if len(better) == 3 else "not reproduced"
+    out.append(
+        f"2. **Matches or beats USR in distribution (within 1 point or better on every stream): "
+        f"{verdict}.** Test WER, beam: USR 2.0 "
+        + " / ".join(fmt(mixed["test_beam"][s]) for s in STREAMS)
+        + " against USR "
+        + " / ".join(fmt(usr1["test_beam"][s]) for s in STREAMS)
+        + " (a / v / av; the paper, Base low-resource: 3.0 / 36.2 / 2.9 against 3.2 / 36.0 / 3.0)."
+        + " Without pseudo-labels (labelled-only continuation): "
+        + " / ".join(fmt(res["labelled_only"]["test_beam"][s]) for s in STREAMS)
+        + "."
+    )
+    # (3) long utterances, OOD, noise
+    names = bucket_names(res)
+    last, first = names[-1], names[0]
+
+    def growth(r: dict) -> float:
+        return r["long_greedy"]["av"][last]["wer"] - r["test_greedy"]["av"]
+
+    noisy = {
+        k: statistics.mean(res[k]["noise_beam"]["a"][c] for c in NOISY) for k in ("mixed", "usr1")
+    }
+    long_ok = growth(mixed) < growth(usr1)
+    ood_ok = sum(mixed["ood_greedy"][s] < usr1["ood_greedy"][s] for s in STREAMS) >= 2
+    noise_ok = noisy["mixed"] < noisy["usr1"]
+    parts = [("long utterances", long_ok), ("out of domain", ood_ok), ("noise", noise_ok)]
+    held = [name for name, ok in parts if ok]
+    out.append(
+        f"3. **More robust on long utterances, out of domain and in noise: reproduced for "
+        f"{', '.join(held) if held else 'none of the three'}.** Greedy AV WER from test "
+        f"clips to the longest bucket ({last} frames): USR 2.0 "
+        f"{fmt(mixed['test_greedy']['av'])} -> {fmt(mixed['long_greedy']['av'][last]['wer'])}, "
+        f"USR {fmt(usr1['test_greedy']['av'])} -> {fmt(usr1['long_greedy']['av'][last]['wer'])} "
+        f"(the paper: USR 2.0 stays near 23-34 %, "
+        f"USR climbs to about 110 % at 600 frames). OOD greedy a / v / av: USR 2.0 "
+        + " / ".join(fmt(mixed["ood_greedy"][s]) for s in STREAMS)
+        + ", USR "
+        + " / ".join(fmt(usr1["ood_greedy"][s]) for s in STREAMS)
+        + f". Babble, audio, mean over 10 to -5 dB: USR 2.0 {noisy['mixed']:.1f}, USR "
+        f"{noisy['usr1']:.1f} (the paper: 39.3 vs 43.3). The first length bucket is {first}."
+    )
+    # (4) ablation
+    ood_ctc = statistics.mean(ctc["ood_greedy"].values())
+    ood_ar = statistics.mean(ar["ood_greedy"].values())
+    id_ctc = statistics.mean(ctc["test_beam"].values())
+    id_ar = statistics.mean(ar["test_beam"].values())
+    id_mixed = statistics.mean(mixed["test_beam"].values())
+    ood_mixed = statistics.mean(mixed["ood_greedy"].values())
+    mixed_best = id_mixed <= min(id_ctc, id_ar) + 1 and ood_mixed <= min(ood_ctc, ood_ar) + 1
+    checks = [ood_ctc <= ood_ar, id_ar <= id_ctc, mixed_best]
+    verdict = {3: "reproduced", 0: "not reproduced"}.get(sum(checks), "partly reproduced")
+    out.append(
+        f"4. **Ablation, CTC-only robust out of domain, AR-only better in domain, mixed best of "
+        f"both: {verdict}.** Mean over a / v / av, in domain (test, beam) / out of domain "
+        f"(test_ood, greedy): CTC-driven only {id_ctc:.1f} / {ood_ctc:.1f}, AR only "
+        f"{id_ar:.1f} / {ood_ar:.1f}, mixed {id_mixed:.1f} / {ood_mixed:.1f} (the paper, AV: "
+        "3.2 / 24.2, 2.9 / 40.1, 2.9 / 25.0). Checks: CTC-driven OOD <= AR OOD "
+        f"{'yes' if checks[0] else 'no'}; AR ID <= CTC-driven ID {'yes' if checks[1] else 'no'}; "
+        f"mixed within 1 point of the better one on both {'yes' if checks[2] else 'no'}."
+    )
+    return out
+
+
+def finish(fig, axes, ylabel: str, path: Path) -> Path:
+    """Label and save a row of panels that share their y axis."""
+    import matplotlib.pyplot as plt
+
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plots(res: dict, curves: dict, images: Path, prefix: str) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
+    for ax, stream in zip(axes, STREAMS):
+        for arm in ARMS:
+            points = [(p["seconds"] / 60, p[stream]) for p in curves[arm] if stream in p]
+            if points:
+                ax.plot(*zip(*points), marker="o", ms=3, label=LABELS[arm])
+        ax.set(title=f"stream {stream}", xlabel="training minutes")
+    paths["time"] = finish(
+        fig, axes, "val WER % (CTC greedy)", images / f"{prefix}_wer_vs_time.png"
+    )
+
+    names = bucket_names(res)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
+    for ax, stream in zip(axes, STREAMS):
+        for arm in ARMS:
+            long = res[arm]["long_greedy"][stream]
+            xs = [0, *range(1, len(names) + 1)]
+            ys = [res[arm]["test_greedy"][stream], *(long[n]["wer"] for n in names)]
+            ax.plot(xs, ys, marker="o", ms=3, label=LABELS[arm])
+        ax.set_xticks(range(len(names) + 1), ["test", *names], rotation=30, fontsize=7)
+        ax.set(title=f"stream {stream}, greedy", xlabel="frames")
+    paths["length"] = finish(fig, axes, "WER %", images / f"{prefix}_wer_vs_length.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    conditions = ["clean", *NOISY]
+    for ax, stream in zip(axes, ("a", "av")):
+        for arm in ARMS:
+            noise = res[arm]["noise_beam"][stream]
+            ax.plot(range(len(conditions)), [noise[c] for c in conditions], marker="o", ms=3,
+                    label=LABELS[arm])  # fmt: skip
+        ax.set_xticks(range(len(conditions)), ["clean", "10 dB", "5 dB", "0 dB", "-5 dB"])
+        ax.set(title=f"stream {stream}, babble noise, beam", xlabel="SNR")
+    paths["snr"] = finish(fig, axes, "WER %", images / f"{prefix}_wer_vs_snr.png")
+    return paths
+
+
+def report(res: dict, times: dict, curves: dict, images: dict, meta: dict, results: Path) -> str:
+    rel = {k: Path(v).resolve().relative_to(results.parent.resolve()).as_posix()
+           if Path(v).resolve().is_relative_to(results.parent.resolve()) else str(v)
+           for k, v in images.items()}  # fmt: skip
+    beam = meta["beam"]
+    lines = [
+        "# Results: the paper's claims on the synthetic corpus",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Machine: {machine()}  ",
+        f"Date: {meta['date']}; total time {meta['minutes']:.0f} min",
+        "",
+        f"Every arm starts from one shared state: the `synth_demo` recipe trained {meta['start']} "
+        f"steps on the {meta['corpus']} corpus's labelled clips. Each then runs {meta['steps']} "
+        "more steps with the same seed and data order, with the unlabelled clips pseudo-labelled "
+        "by its mode (or not at all). Models are the average of each arm's last checkpoints. "
+        "Test speakers are unseen. The paper's numbers (Base, LRS3 low-resource, from "
+        "`shared/docs/paper.md` §8) are on real data with pre-trained encoders: compare "
+        "directions, not sizes.",
+        "",
+        "What differs from the paper's setting, whatever the numbers: the encoder is trained from "
+        "scratch (the paper starts from self-supervised encoders), on a few hundred labelled "
+        "clips of synthetic speech, by a model of a few million parameters with a one-layer "
+        "decoder, for minutes on a CPU; the teacher that makes the pseudo-labels is therefore "
+        "far weaker than the paper's (see docs/cpu_recipe.md for how weak, and why).",
+        "",
+        "## The claims",
+        "",
+        *claims(res, times),
+        "",
+        "## In distribution: `test`, WER % (a / v / av)",
+        "",
+        table(
+            ["arm", f"beam {beam}", "attention greedy", "paper (beam 30)"],
+            [
+                [
+                    LABELS[a],
+                    " / ".join(fmt(res[a]["test_beam"][s]) for s in STREAMS),
+                    " / ".join(fmt(res[a]["test_greedy"][s]) for s in STREAMS),
+                    {"usr1": "3.2 / 36.0 / 3.0", "mixed": "3.0 / 36.2 / 2.9"}.get(a, "-"),
+                ]
+                for a in ARMS
+            ],
+        ),  # fmt: skip
+        "",
+        "## Cost: median wall seconds after the shared start",
+        "",
+        table(
+            ["arm", "step (s)", "pseudo-labelling call (s)", "share of the step"],
+            [
+                [
+                    LABELS[a],
+                    fmt3(times[a]["step_s"]),
+                    fmt3(times[a]["pl_s"]),
+                    f"{100 * times[a]['pl_s'] / times[a]['step_s']:.0f} %"
+                    if times[a]["pl_s"]
+                    else "-",
+                ]
+                for a in ARMS
+            ],
+        ),  # fmt: skip
+        "",
+        "The paper: CTC decoding about 40x faster than AR decoding on an H200; training about 2x "
+        "faster end to end (faster steps, and 50 instead of 75 epochs).",
+        "",
+        "## Long utterances: `test_long` by length, attention greedy, WER % (av)",
+        "",
+        length_table(res, "greedy"),
+        "",
+        "Beam search, av:",
+        "",
+        length_table(res, "beam"),
+        "",
+        f"Buckets of {meta['long_clips']} clips each, several sentences long; the longest labelled "
+        f"clip has {meta['longest_labelled']} frames. The paper (greedy, read from its Fig. 3): "
+        "USR 35.5 at 100 frames, 100 at 500, 110 at 600; USR 2.0 34.5, 26.5, 29.",
+        "",
+        f"![WER against utterance length]({rel['length']})",
+        "",
+        "## Out of domain: `test_ood` (unseen accents, faces, conditions, text), greedy, WER %",
+        "",
+        table(
+            ["arm", "a", "v", "av"],
+            [[LABELS[a], *(fmt(res[a]["ood_greedy"][s]) for s in STREAMS)] for a in ARMS],
+        ),  # fmt: skip
+        "",
+        "The paper (greedy): USR 25.3 (LibriSpeech, a) / 80.0 (WildVSR, v) / 34.7 (AVSpeech, av); "
+        "USR 2.0 15.4 / 73.7 / 25.0. Its ablation (AV, OOD): CTC-driven only 24.2, AR only 40.1, "
+        "mixed 25.0.",
+        "",
+        f"## Babble noise: `test`, beam {beam}, WER %",
+        "",
+        table(
+            ["arm", "stream", "clean", "10 dB", "5 dB", "0 dB", "-5 dB"],
+            [
+                [
+                    LABELS[a],
+                    s,
+                    *(
+                        fmt(res[a]["noise_beam"][s][c])
+                        for c in ("clean", "snr10", "snr5", "snr0", "snr-5")
+                    ),
+                ]
+                for a in ARMS
+                for s in ("a", "av")
+            ],
+        ),  # fmt: skip
+        "",
+        "The paper (beam 30, 10 to -5 dB): a: USR 5.8 / 14.3 / 48.5 / 104.4, USR 2.0 5.2 / 13.4 / "
+        "44.0 / 94.4; av: USR 4.0 / 6.4 / 14.8 / 36.5, USR 2.0 3.7 / 5.6 / 14.0 / 33.1.",
+        "",
+        f"![WER against SNR]({rel['snr']})",
+        "",
+        "## Learning curves",
+        "",
+        f"![validation WER against training time]({rel['time']})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def length_table(res: dict, decoding: str) -> str:
+    """AV WER on ``test`` and on each ``test_long`` bucket, one row per arm."""
+    names = bucket_names(res)
+    rows = [
+        [LABELS[a], fmt(res[a][f"test_{decoding}"]["av"]),
+         *(fmt(res[a][f"long_{decoding}"]["av"][n]["wer"]) for n in names)]
+        for a in ARMS
+    ]  # fmt: skip
+    return table(["arm", "test", *names], rows)
+
+
+def fmt3(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--corpus", default="data/synth_tiny_grid", help="built there if absent")
+    p.add_argument("--size", default="tiny", help="corpus size when it must be built")
+    p.add_argument("--out", default="runs/reproduce", help="run folder (a rerun resumes it)")
+    p.add_argument("--results", default=str(ROOT / "docs" / "RESULTS.md"))
+    p.add_argument("--start", type=int, default=800, help="shared labelled-only steps")
+    p.add_argument("--steps", type=int, default=400, help="steps of every arm after the start")
+    p.add_argument("--beam", type=int, default=10)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--smoke", action="store_true", help="a tiny model and a few steps (tests)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the synth_demo recipe")
+    args = p.parse_args(argv)
+    began = time.time()
+    corpus, out, results = Path(args.corpus), Path(args.out), Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    ensure_corpus(corpus, workers=2, size=args.size)
+    total = args.start + args.steps
+    base = [
+        *corpus_overrides(corpus),
+        f"optim.max_steps={total}",
+        f"teacher.start_step={args.start}",
+        f"trainer.val_every={max(args.steps // 4, 1)}",
+        "trainer.progress_bar=false",
+        *(SMOKE if args.smoke else []),
+        *args.overrides,
+    ]
+    if args.device == "cuda":
+        base += ["trainer.accelerator=gpu", "trainer.devices=1", "data.workers=4"]
+    for arm in ("mixed", *[a for a in ARMS if a != "mixed"]):
+        train_arm(arm, out, base, total)
+    res = {arm: evaluate_arm(arm, out, corpus, args.beam, args.device) for arm in ARMS}
+    times = {arm: timings(out / arm, args.start) for arm in ARMS}
+    curves = {arm: curve(out / arm) for arm in ARMS}
+    images = plots(res, curves, results.parent / "images", "results")
+    summary = json.loads((corpus / "summary.json").read_text())
+    meta = {
+        "command": "python benchmarks/reproduce.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),  # fmt: skip
+        "date": datetime.date.today().isoformat(),
+        "minutes": (time.time() - began) / 60,
+        "start": args.start,
+        "steps": args.steps,
+        "beam": args.beam,
+        "corpus": summary.get("size", args.size),
+        "long_clips": min(b["utterances"] for b in summary["test_long_buckets"].values()),
+        "longest_labelled": summary["longest_labelled_frames"],
+    }
+    (out / "results.json").write_text(json.dumps({"results": res, "times": times, "meta": meta},
+                                                 indent=1))  # fmt: skip
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(report(res, times, curves, images, meta, results))
+    print(f"[reproduce] wrote {results}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
