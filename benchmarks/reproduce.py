@@ -56,8 +56,8 @@ SMOKE = ["model.enc_layers=1", "model.d_model=64", "model.heads=2", "trainer.ckp
 
 
 class Clock(pl.Callback):
-    """Training seconds at every validation, appended to ``clock.jsonl`` (summed over resumed
-    sessions), so WER can be plotted against training time."""
+    """Validation WER per stream and the training seconds so far at every validation, appended
+    to ``clock.jsonl`` (seconds summed over resumed sessions), for WER against training time."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -69,6 +69,10 @@ class Clock(pl.Callback):
         if trainer.sanity_checking:
             return
         row = {"step": trainer.global_step, "seconds": self.offset + time.time() - self.start}
+        metrics = trainer.callback_metrics
+        row.update(
+            {s: float(metrics[f"val/wer_{s}"]) for s in STREAMS if f"val/wer_{s}" in metrics}
+        )
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -106,19 +110,17 @@ def timings(run_dir: Path, start: int) -> dict:
     }
 
 
-def curve(run_dir: Path) -> list[dict]:
-    """Validation WER (CTC greedy) per stream against the step and the training seconds."""
-    seconds = {}
-    if (run_dir / "clock.jsonl").is_file():
-        for line in (run_dir / "clock.jsonl").read_text().splitlines():
-            row = json.loads(line)
-            seconds[int(row["step"])] = row["seconds"]
-    points = []
-    for r in read_metrics(run_dir):
-        wers = {s: r[f"val/wer_{s}"] for s in STREAMS if f"val/wer_{s}" in r}
-        if wers and int(r["step"]) in seconds:
-            points.append({"step": int(r["step"]), "seconds": seconds[int(r["step"])], **wers})
-    return points
+def curve(run_dir: Path, origin: float = 0.0) -> list[dict]:
+    """Validation WER (CTC greedy) per stream against the step and the training seconds, those
+    counted from ``origin`` (for a continuation: the shared run's seconds at the start)."""
+    path = run_dir / "clock.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    return [{**r, "seconds": origin + r["seconds"]} for r in rows if any(s in r for s in STREAMS)]
+
+
+def seconds_at(points: list[dict], step: int) -> float:
+    """Training seconds of the last validation at or before ``step``."""
+    return max((p["seconds"] for p in points if p["step"] <= step), default=0.0)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -468,6 +470,15 @@ def fmt3(x: float | None) -> str:
 # ---------------------------------------------------------------- main
 
 
+def elapsed_minutes(out: Path, began: float) -> float:
+    """Minutes spent on ``out`` by this invocation and the earlier ones (a resumed run's total)."""
+    path = out / "elapsed.json"
+    earlier = json.loads(path.read_text())["minutes"] if path.is_file() else 0.0
+    total = earlier + (time.time() - began) / 60
+    path.write_text(json.dumps({"minutes": total}))
+    return total
+
+
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--corpus", default="data/synth_tiny_grid", help="built there if absent")
@@ -501,14 +512,17 @@ def main(argv: list[str] | None = None) -> Path:
         train_arm(arm, out, base, total)
     res = {arm: evaluate_arm(arm, out, corpus, args.beam, args.device) for arm in ARMS}
     times = {arm: timings(out / arm, args.start) for arm in ARMS}
-    curves = {arm: curve(out / arm) for arm in ARMS}
+    shared = curve(out / "mixed")
+    origin = seconds_at(shared, args.start)
+    curves = {arm: shared if arm == "mixed" else curve(out / arm, origin) for arm in ARMS}
     images = plots(res, curves, results.parent / "images", "results")
     summary = json.loads((corpus / "summary.json").read_text())
     meta = {
-        "command": "python benchmarks/reproduce.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),  # fmt: skip
+        "command": " ".join(
+            ["python benchmarks/reproduce.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "date": datetime.date.today().isoformat(),
-        "minutes": (time.time() - began) / 60,
+        "minutes": elapsed_minutes(out, began),
         "start": args.start,
         "steps": args.steps,
         "beam": args.beam,
@@ -516,8 +530,8 @@ def main(argv: list[str] | None = None) -> Path:
         "long_clips": min(b["utterances"] for b in summary["test_long_buckets"].values()),
         "longest_labelled": summary["longest_labelled_frames"],
     }
-    (out / "results.json").write_text(json.dumps({"results": res, "times": times, "meta": meta},
-                                                 indent=1))  # fmt: skip
+    record = {"results": res, "times": times, "curves": curves, "meta": meta}
+    (out / "results.json").write_text(json.dumps(record, indent=1))
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(report(res, times, curves, images, meta, results))
     print(f"[reproduce] wrote {results}")

@@ -80,6 +80,22 @@ def test_results_tables_hold_the_runs_numbers(smoke):
         assert row[1] == bench.fmt3(data["times"][arm]["step_s"])
 
 
+def test_learning_curves_hold_every_validation_in_training_time(smoke):
+    bench, root, _, data = smoke
+    curves = data["curves"]
+    logged = {
+        int(r["step"]) + 1: r for r in bench.read_metrics(root / "runs" / "ar") if "val/wer_av" in r
+    }
+    for point in curves["ar"]:  # the validation the trainer logged at that step
+        assert point["av"] == pytest.approx(logged[point["step"]]["val/wer_av"])
+    start = max(p["seconds"] for p in curves["mixed"] if p["step"] <= 2)
+    for arm in bench.ARMS:
+        assert curves[arm] and all(set(bench.STREAMS) <= set(p) for p in curves[arm]), arm
+        if arm != "mixed":  # continuations are timed from where the shared phase ended
+            assert min(p["step"] for p in curves[arm]) > 2
+            assert min(p["seconds"] for p in curves[arm]) > start
+
+
 def test_results_state_each_claim_and_link_the_plots(smoke):
     _, root, text, _ = smoke
     claims = re.findall(r"^(\d)\. \*\*(.+?)\*\*", text, flags=re.M)
