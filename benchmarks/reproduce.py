@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import statistics
 import sys
 import time
@@ -332,9 +333,7 @@ def plots(res: dict, curves: dict, images: Path, prefix: str) -> dict[str, Path]
 
 
 def report(res: dict, times: dict, curves: dict, images: dict, meta: dict, results: Path) -> str:
-    rel = {k: Path(v).resolve().relative_to(results.parent.resolve()).as_posix()
-           if Path(v).resolve().is_relative_to(results.parent.resolve()) else str(v)
-           for k, v in images.items()}  # fmt: skip
+    rel = {k: Path(os.path.relpath(v, results.parent)).as_posix() for k, v in images.items()}
     beam = meta["beam"]
     lines = [
         "# Results: the paper's claims on the synthetic corpus",

@@ -33,7 +33,7 @@ from unisr.ema import make_teacher, set_teacher_mode
 from unisr.losses import UnlabelledHeads
 from unisr.model import UnifiedModel
 from unisr.pseudo_labels import PseudoLabelConfig, generate
-from unisr.step import Learner, TrainBatch, build_optimizer, training_step
+from unisr.step import Hooks, Learner, TrainBatch, build_optimizer, training_step
 from unisr.train_config import TrainConfig
 
 MODES = ("supervised", "usr1", "ar", "ctc_driven", "mixed")
@@ -115,7 +115,9 @@ def run_steps(learner: Learner, batch: TrainBatch, cfg: TrainConfig, device, bf1
     results = []
     for step in range(total):
         with autocast:
-            results.append(training_step(learner, batch, step, total, cfg, clock=clock))
+            results.append(
+                training_step(learner, batch, step, total, cfg, hooks=Hooks(clock=clock))
+            )
     return results
 
 

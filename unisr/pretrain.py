@@ -14,8 +14,6 @@ the trainer's (``train.py``).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -25,19 +23,21 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .dataset import Batch
-from .ema import momentum_at, set_teacher_mode
+from .ema import set_teacher_mode
 from .errors import UnisrError
 from .masks import length_mask
 from .media import SAMPLES_PER_FRAME
 from .model import LAYER_NORM_EPS, EncoderLayer, UnifiedModel, relative_positions
 from .sampler import BatchLoader, FrameBatchSampler, TrainIterator
 from .step import (
+    ONE_PROCESS,
+    Hooks,
     Learner,
     StepResult,
     TrainBatch,
     apply_gradients,
-    plain_backward,
     seed_step,
+    teacher_momentum,
 )
 from .tokenizer import Tokenizer
 from .train import TrainStream, USRDataModule, USRModule, global_rank, train, train_cli
@@ -143,21 +143,18 @@ def pretrain_step(
     total_steps: int,
     cfg: TrainConfig,
     predictor: Predictor,
-    rank: int = 0,
-    backward: Callable[[Tensor | None], bool] = plain_backward,
-    any_rank_bad: Callable[[bool], bool] = lambda bad: bad,
-    clock: Callable[[], float] = time.perf_counter,
+    hooks: Hooks = ONE_PROCESS,
 ) -> StepResult:
     """One pre-training step, with the hooks of :func:`unisr.step.training_step`: masked
     prediction on the batch of unlabelled clips (``batch.labelled``, the data module's one
-    stream), clipping, AdamW, and the teacher's EMA over the whole run."""
-    seed_step(cfg.trainer.seed, step, rank)
+    stream), clipping, AdamW, and the teacher's EMA."""
+    seed_step(cfg.trainer.seed, step, hooks.rank)
     clips, losses = batch.labelled, None
     if clips is not None:
         losses = pretrain_losses(learner.model, learner.teacher, predictor, clips, cfg.pretrain)
-    finite = backward(None if losses is None else losses["total"])
-    momentum = momentum_at(step, total_steps, cfg.teacher.momentum_start, cfg.teacher.momentum_end)
-    norm = apply_gradients(learner, finite, momentum, cfg.optim.grad_clip, any_rank_bad)
+    finite = hooks.backward(None if losses is None else losses["total"])
+    momentum = teacher_momentum(cfg, step, total_steps)
+    norm = apply_gradients(learner, finite, momentum, cfg.optim.grad_clip, hooks.any_rank_bad)
     if norm is None or losses is None:
         return StepResult(applied=norm is not None, logs={})
     logs = {f"pretrain/{k}": v.detach() for k, v in losses.items()}

@@ -106,6 +106,14 @@ def pl_progress(cfg: TrainConfig, step: int, total_steps: int) -> tuple[int, int
     return max(step - start, 0), max(total_steps - start, 1)
 
 
+def teacher_momentum(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """The EMA momentum after ``step``: a cosine from ``momentum_start`` to ``momentum_end``
+    over the steps from ``teacher.start_step`` on."""
+    teacher = cfg.teacher
+    return momentum_at(*pl_progress(cfg, step, total_steps), teacher.momentum_start,
+                       teacher.momentum_end)  # fmt: skip
+
+
 def loss_weights(cfg: LossConfig, pseudo_labelling: bool) -> tuple[dict[str, float], dict]:
     """(labelled, unlabelled) weight per stream. While pseudo-labelling the total is
     ``sum_m w_m [gamma_m L_u^m + (1 - gamma_m) L_l^m]``; otherwise ``sum_m w_m L_l^m``."""
@@ -126,6 +134,21 @@ def plain_backward(loss: Tensor | None) -> bool:
         return True
     loss.backward()
     return bool(torch.isfinite(loss.detach()).item())
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """How a step meets its process: this rank (for seeding), how to back-propagate one part,
+    how the ranks agree that a step is bad (so all skip it), and the clock that times the step
+    (a trainer synchronises the GPU first). The defaults run a step in one process."""
+
+    rank: int = 0
+    backward: Callable[[Tensor | None], bool] = plain_backward
+    any_rank_bad: Callable[[bool], bool] = lambda bad: bad
+    clock: Callable[[], float] = time.perf_counter
+
+
+ONE_PROCESS = Hooks()
 
 
 def apply_gradients(
@@ -158,16 +181,12 @@ def training_step(
     step: int,
     total_steps: int,
     cfg: TrainConfig,
-    rank: int = 0,
-    backward: Callable[[Tensor | None], bool] = plain_backward,
-    any_rank_bad: Callable[[bool], bool] = lambda bad: bad,
-    clock: Callable[[], float] = time.perf_counter,
+    hooks: Hooks = ONE_PROCESS,
 ) -> StepResult:
-    """One optimizer step (see the module docstring). ``backward``, ``any_rank_bad`` and
-    ``clock`` let a distributed trainer back-propagate, agree on skipping and time the step
-    (synchronising the GPU); the defaults run it in one process."""
+    """One optimizer step (see the module docstring)."""
+    clock, backward = hooks.clock, hooks.backward
     start = clock()
-    seed_step(cfg.trainer.seed, step, rank)
+    seed_step(cfg.trainer.seed, step, hooks.rank)
     pseudo_labelling = learner.teacher is not None and step >= cfg.teacher.start_step
     lab_weights, unl_weights = loss_weights(cfg.loss, pseudo_labelling)
     logs: dict[str, float | Tensor] = {}
@@ -202,10 +221,8 @@ def training_step(
         frames += batch.labelled.frames
     finite &= backward(total)
 
-    momentum = momentum_at(
-        *pl_progress(cfg, step, total_steps), cfg.teacher.momentum_start, cfg.teacher.momentum_end
-    )
-    norm = apply_gradients(learner, finite, momentum, cfg.optim.grad_clip, any_rank_bad)
+    momentum = teacher_momentum(cfg, step, total_steps)
+    norm = apply_gradients(learner, finite, momentum, cfg.optim.grad_clip, hooks.any_rank_bad)
     if norm is None:
         return StepResult(applied=False, logs=logs, frames=frames, mode=mode)
     seconds = clock() - start

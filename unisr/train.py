@@ -47,7 +47,7 @@ from .evaluate import word_errors
 from .losses import UnlabelledHeads
 from .model import UnifiedModel
 from .sampler import BatchLoader, FrameBatchSampler, train_iterator
-from .step import Learner, StepResult, TrainBatch, build_optimizer, training_step
+from .step import Hooks, Learner, StepResult, TrainBatch, build_optimizer, training_step
 from .tokenizer import Tokenizer, load_tokenizer
 from .train_config import InitSection, TrainConfig, load_config
 
@@ -265,10 +265,7 @@ class USRModule(pl.LightningModule):
             self.global_step,
             self.total_steps,
             self.cfg,
-            rank=self.global_rank,
-            backward=self._backward,
-            any_rank_bad=self._any_rank_bad,
-            clock=self._sync_time,
+            hooks=Hooks(self.global_rank, self._backward, self._any_rank_bad, self._sync_time),
         )
         if not result.applied:
             self.skipped_steps += 1
