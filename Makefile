@@ -5,10 +5,11 @@ PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup setup-prepare test test-prepare test-slow demo reproduce bench lint clean
+.PHONY: setup test test-slow demo reproduce bench bench-prepare lint clean
 
 # Idempotent: creates the venv, installs torch first (unless one is already importable, e.g. on a
-# GPU image), pins the installed torch in a constraints file, then installs unisr with test extras.
+# GPU image), pins the installed torch in a constraints file, then installs unisr with the test
+# and prepare (MediaPipe face landmarks) extras.
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -17,31 +18,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	  else $(PYTHON) -m venv $(VENV); fi; fi
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)"
 	@$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
-	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e ".[test]"
+	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e ".[prepare,test]"
 	@touch $@
 
 test: setup
 	$(PY) -m pytest -q -m "not slow"
-	@$(MAKE) --no-print-directory test-prepare
-
-# Face landmarks need the `prepare` extra (mediapipe 0.10.21, numpy<2), which cannot share the
-# main venv: a second venv, same torch, runs the tests/test_prepare*.py that skip in the main one.
-PREP_VENV ?= .venv-prepare
-PREP_PY := $(PREP_VENV)/bin/python
-
-setup-prepare: $(PREP_VENV)/.installed
-
-$(PREP_VENV)/.installed: pyproject.toml Makefile
-	@if [ ! -x $(PREP_PY) ]; then \
-	  if $(PYTHON) -c "import torch" 2>/dev/null; then $(PYTHON) -m venv --system-site-packages $(PREP_VENV); \
-	  else $(PYTHON) -m venv $(PREP_VENV); fi; fi
-	@$(PREP_PY) -c "import torch" 2>/dev/null || $(PREP_PY) -m pip install -q "torch==$(TORCH_VERSION)"
-	@$(PREP_PY) -W ignore -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(PREP_VENV)/constraints.txt
-	$(PREP_PY) -m pip install -q -c $(PREP_VENV)/constraints.txt -e ".[prepare,test]"
-	@touch $@
-
-test-prepare: setup-prepare
-	UNISR_REQUIRE_PREPARE=1 $(PREP_PY) -m pytest -q -m "not slow" tests/test_prepare*.py
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
@@ -61,4 +42,4 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) $(PREP_VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-FIXTURE_DIR = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official_usr2"
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURE_DIR = FIXTURES / "official_usr2"
+CROPS_DIR = FIXTURES / "official_crops"
 
 
-def require_fixture(directory: Path = FIXTURE_DIR) -> Path:
-    """``directory`` if it holds the official fixture; else skip the test, or fail it in CI."""
-    if (directory / "tiny_model.pth").is_file():
+def require_fixture(directory: Path = FIXTURE_DIR, marker: str = "tiny_model.pth") -> Path:
+    """``directory`` if it holds ``marker``; else skip the test, or fail it in CI."""
+    if (directory / marker).is_file():
         return directory
-    message = f"official parity fixture not found at {directory} (the ../shared folder)"
+    message = f"official fixture {marker} not found in {directory} (the ../shared folder)"
     if os.environ.get("CI"):
         pytest.fail(f"{message}; CI needs it")
     pytest.skip(message)
@@ -24,6 +26,17 @@ def require_fixture(directory: Path = FIXTURE_DIR) -> Path:
 @pytest.fixture(scope="session")
 def official_dir() -> Path:
     return require_fixture()
+
+
+@pytest.fixture(scope="session")
+def crops_dir() -> Path:
+    """The official mouth crops of two real-face videos and MediaPipe's face model file."""
+    return require_fixture(CROPS_DIR, "face_landmarker.task")
+
+
+@pytest.fixture(scope="session")
+def face_model(crops_dir) -> Path:
+    return crops_dir / "face_landmarker.task"
 
 
 @pytest.fixture(scope="session")

@@ -537,7 +537,7 @@ def test_missing_fixture_skips_in_a_clone_and_fails_in_ci(tmp_path, monkeypatch)
     from conftest import require_fixture
 
     monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="official parity fixture not found"):
+    with pytest.raises(pytest.skip.Exception, match="official fixture tiny_model.pth not found"):
         require_fixture(tmp_path)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI needs it"):

@@ -1,40 +1,28 @@
-"""Face landmarks and mouth crops on real photographs shipped inside wheels (scikit-image's
-astronaut, matplotlib's Grace Hopper), turned into short talking videos by warping the lower lip
-down and back. Needs the optional extra (mediapipe 0.10.21): `make test-prepare` runs these in
-their own venv with UNISR_REQUIRE_PREPARE=1, where a missing package fails instead of skipping.
+"""Face landmarks and mouth crops with MediaPipe's Face Landmarker on real faces: the official
+pipeline's crops and landmarks of two videos of a real face (../shared/fixtures/official_crops),
+and photographs shipped inside wheels (scikit-image's astronaut, matplotlib's Grace Hopper) turned
+into short talking videos by warping the lower lip down and back. The face model file is the
+fixture's copy: nothing is downloaded.
 """
 
 import json
-import os
-import zipfile
+import subprocess
+import sys
 from pathlib import Path
 
+import cv2
+import matplotlib.cbook
 import numpy as np
 import pytest
+from PIL import Image
+from skimage import data as photo_data
 
-REASON = "needs the optional extra: pip install 'unisr[prepare]' (run by make test-prepare)"
-if os.environ.get("UNISR_REQUIRE_PREPARE") == "1":
-    import cv2
-    import mediapipe
-    from skimage import data as photo_data
-else:
-    mediapipe = pytest.importorskip("mediapipe", reason=REASON)
-    cv2 = pytest.importorskip("cv2", reason=REASON)
-    photo_data = pytest.importorskip("skimage.data", reason=REASON)
-    if not hasattr(mediapipe, "solutions"):
-        pytest.skip(
-            f"mediapipe {mediapipe.__version__} has no face mesh; {REASON}", allow_module_level=True
-        )
-
-import matplotlib.cbook  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from unisr import cli, media  # noqa: E402
-from unisr.errors import UnisrError  # noqa: E402
-from unisr.manifest import read_manifest  # noqa: E402
-from unisr.prepare import crop  # noqa: E402
-from unisr.prepare.crop import CROP, STABLE_POINTS, crop_mouths, crop_video, mean_face  # noqa: E402
-from unisr.prepare.landmarks import FaceMesh, TaskLandmarker  # noqa: E402
+from unisr import cli, media
+from unisr.errors import UnisrError
+from unisr.manifest import read_manifest
+from unisr.prepare import crop
+from unisr.prepare.crop import CROP, GRAY_WEIGHTS, STABLE_POINTS, crop_mouths, crop_video, mean_face
+from unisr.prepare.landmarks import FaceLandmarker
 
 # iBUG point i of a face is point MIRROR[i] of its mirror image
 MIRROR = np.array(
@@ -55,19 +43,55 @@ PHOTOS = _photos()
 
 
 @pytest.fixture(scope="module")
-def mesh():
-    with FaceMesh() as landmarker:
+def mesh(face_model):
+    with FaceLandmarker(face_model) as landmarker:
         yield landmarker
 
 
 @pytest.fixture(scope="module")
 def still(mesh):
     """68 landmarks of each photo."""
-    found = {}
-    for name, image in PHOTOS.items():
-        mesh.reset()
-        found[name] = mesh.detect(image)
-    return found
+    return {name: mesh.detect(image) for name, image in PHOTOS.items()}
+
+
+OFFICIAL = ("static", "moving")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, crops_dir, face_model):
+    """``unisr prepare`` of the two official-crop videos: {name: (our crops, manifest row)}."""
+    src, out = tmp_path_factory.mktemp("official_src"), tmp_path_factory.mktemp("official_out")
+    for name in OFFICIAL:
+        (src / f"{name}.mp4").symlink_to(crops_dir / f"{name}.mp4")
+    argv = ["prepare", str(src), str(out), "--face-model", str(face_model), "--quiet"]
+    assert cli.main(argv) == 0
+    return {
+        row.id: (media.read_video(row.video)[0], row) for row in read_manifest(out / "manifest.tsv")
+    }
+
+
+@pytest.mark.parametrize("name", OFFICIAL)
+def test_prepare_gives_the_official_crops(prepared, crops_dir, name):
+    crops, row = prepared[name]
+    official = np.load(crops_dir / f"{name}_crops_rgb.npy").astype(np.float64) @ GRAY_WEIGHTS
+    assert crops.shape == official.shape == (50, CROP, CROP) and row.frames == 50
+    difference = np.abs(crops.astype(np.float64) - official)
+    # our crops are uint8 gray: rounding alone costs 0.25 on average; a 1 px offset costs 4-6
+    assert difference.mean() <= 1.0, difference.mean()
+    assert np.percentile(difference, 99) <= 1.0
+
+
+@pytest.mark.parametrize("name", OFFICIAL)
+def test_landmarks_are_the_official_ones(mesh, crops_dir, name):
+    frames, _ = media.read_video(crops_dir / f"{name}.mp4", gray=False)
+    ours = np.stack([mesh.detect(frame) for frame in frames])
+    official = np.load(crops_dir / f"{name}_landmarks68.npy")
+    error = np.linalg.norm(ours - official, axis=-1)
+    assert error[:, 48:68].max() <= 0.5 and error.max() <= 0.5, error.max()
+
+
+def test_mean_face_is_the_official_one(crops_dir):
+    np.testing.assert_array_equal(mean_face(), np.load(crops_dir / "mean_face_20words.npy"))
 
 
 def _talking(image: np.ndarray, points: np.ndarray, warp=WARP) -> np.ndarray:
@@ -80,7 +104,13 @@ def _talking(image: np.ndarray, points: np.ndarray, warp=WARP) -> np.ndarray:
     down = np.clip((y - gap_y) / 2, 0, 1) * np.clip(1 - (y - lip_y) / (chin_y - lip_y), 0, 1)
     return np.stack(
         [
-            cv2.remap(image, x, y - a * across * down, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
+            cv2.remap(
+                image,
+                x,
+                (y - a * across * down).astype(np.float32),
+                cv2.INTER_LINEAR,
+                cv2.BORDER_REPLICATE,
+            )
             for a in warp
         ]
     )
@@ -101,32 +131,10 @@ def test_index_table_follows_face_anatomy(still, name):
 @pytest.mark.parametrize("name", PHOTOS)
 def test_index_table_is_left_right_consistent(mesh, still, name):
     image = PHOTOS[name]
-    mesh.reset()
     flipped = mesh.detect(np.ascontiguousarray(image[:, ::-1]))
     back = flipped[MIRROR] * (-1, 1) + (image.shape[1], 0)
     eye_span = np.linalg.norm(still[name][45] - still[name][36])
     assert np.median(np.linalg.norm(back - still[name], axis=1)) < 0.05 * eye_span
-
-
-def test_mean_face_is_reproducible_from_the_photos(still):
-    """The shipped mean face: Procrustes mean of both photos and their mirror images, eyes
-    level, outer eye corners 84 px apart, mouth centre at (128, 170)."""
-    shapes = [s.astype(np.float64) for s in still.values()]
-    shapes += [s[MIRROR] * (-1, 1) for s in shapes]
-    mean = shapes[0]
-    for _ in range(10):
-        aligned = []
-        for s in shapes:
-            m = crop.similarity(s, mean)
-            aligned.append(s @ m[:, :2].T + m[:, 2])
-        mean = np.mean(aligned, axis=0)
-        mean = (mean - mean.mean(0)) / np.linalg.norm(mean - mean.mean(0))
-    eyes = mean[42:48].mean(0) - mean[36:42].mean(0)
-    angle = -np.arctan2(eyes[1], eyes[0])
-    mean = mean @ np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]).T
-    mean *= 84.0 / np.linalg.norm(mean[45] - mean[36])
-    mean += np.array([128.0, 170.0]) - mean[48:68].mean(0)
-    np.testing.assert_allclose(mean_face(), mean, atol=0.05)
 
 
 @pytest.fixture(scope="module", params=list(PHOTOS))
@@ -136,7 +144,6 @@ def talking(request, still):
 
 def test_crops_follow_the_mouth_of_a_talking_face(mesh, talking):
     name, frames = talking
-    mesh.reset()
     found = [mesh.detect(frame) for frame in frames]
     assert all(points is not None for points in found), "a face in every frame"
 
@@ -187,7 +194,7 @@ def test_blank_video_reports_no_face(tmp_path, mesh):
         crop_video(path, mesh)
 
 
-def test_prepare_folder_with_good_corrupt_and_faceless_videos(tmp_path, still, capsys):
+def test_prepare_folder_with_good_corrupt_and_faceless_videos(tmp_path, still, face_model, capsys):
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     talking_frames = _talking(PHOTOS["astronaut"], still["astronaut"])
@@ -197,7 +204,8 @@ def test_prepare_folder_with_good_corrupt_and_faceless_videos(tmp_path, still, c
     coffee = photo_data.coffee()[:384, :512]  # a real photo without a face
     media.write_video(src / "faceless.mp4", np.stack([coffee] * 15), lossless=False)
 
-    assert cli.main(["prepare", str(src), str(out), "--workers", "2", "--quiet"]) == 0
+    argv = ["prepare", str(src), str(out), "--workers", "2", "--face-model", str(face_model)]
+    assert cli.main([*argv, "--quiet"]) == 0
     rows = read_manifest(out / "manifest.tsv")
     assert [(r.id, r.frames, r.text) for r in rows] == [("good", FRAMES, "Open wide.")]
     crops, _ = media.read_video(rows[0].video)
@@ -208,35 +216,42 @@ def test_prepare_folder_with_good_corrupt_and_faceless_videos(tmp_path, still, c
     assert "1 of 3 videos" in capsys.readouterr().out
 
 
-def _legacy_task_file(path: Path) -> Path:
-    """A .task bundle of mediapipe 0.10.21's own detector and mesh models: enough to exercise
-    the Tasks code path (its landmarks are not meaningful; real .task files are downloads)."""
-    modules = Path(mediapipe.__file__).parent / "modules"
-    with zipfile.ZipFile(path, "w") as bundle:
-        bundle.write(
-            modules / "face_detection/face_detection_short_range.tflite", "face_detector.tflite"
-        )
-        bundle.write(
-            modules / "face_landmark/face_landmark.tflite", "face_landmarks_detector.tflite"
-        )
-    return path
-
-
-def test_task_landmarker_runs_a_task_file(tmp_path):
-    with TaskLandmarker(_legacy_task_file(tmp_path / "face.task")) as landmarker:
-        points = landmarker.detect(PHOTOS["astronaut"])
-        assert points.shape == (68, 2) and points.dtype == np.float32
-        assert landmarker.detect(np.zeros((256, 256, 3), np.uint8)) is None
-    with pytest.raises(UnisrError, match="not found"):
-        TaskLandmarker(tmp_path / "missing.task")
+def test_face_landmarker_errors_name_the_model_file(tmp_path):
+    with pytest.raises(UnisrError, match=r"missing\.task: face landmarker model file not found"):
+        FaceLandmarker(tmp_path / "missing.task")
     (tmp_path / "bad.task").write_bytes(b"junk")
     with pytest.raises(UnisrError, match=r"bad\.task: not a usable face landmarker"):
-        TaskLandmarker(tmp_path / "bad.task")
+        FaceLandmarker(tmp_path / "bad.task")
 
 
-def test_transcribe_crops_a_raw_face_video_on_the_fly(official_model, tmp_path, still):
+DETECT_ONCE = """
+import numpy as np
+from unisr.prepare.landmarks import FaceLandmarker
+with FaceLandmarker({model!r}) as landmarker:
+    print(landmarker.detect(np.zeros((240, 320, 3), np.uint8)))
+"""
+
+
+def test_mediapipe_logs_stay_off_the_terminal_unless_asked(face_model, monkeypatch):
+    def stderr(**env) -> str:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        code = DETECT_ONCE.format(model=str(face_model))
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert run.returncode == 0 and run.stdout.strip() == "None", run.stderr
+        return run.stderr
+
+    monkeypatch.delenv("UNISR_MEDIAPIPE_LOG", raising=False)
+    assert stderr() == ""
+    assert "face_landmarker_graph" in stderr(UNISR_MEDIAPIPE_LOG="1")
+
+
+def test_transcribe_crops_a_raw_face_video_on_the_fly(
+    official_model, tmp_path, still, face_model, monkeypatch
+):
     from unisr.transcribe import read_mouth_video, transcribe
 
+    monkeypatch.setenv("UNISR_FACE_MODEL", str(face_model))  # the cached copy
     frames = _talking(PHOTOS["grace_hopper"], still["grace_hopper"])
     tone = 0.3 * np.sin(np.arange(FRAMES * 640) / 9.0).astype(np.float32)
     raw = tmp_path / "face.mp4"

@@ -50,19 +50,13 @@ class StandIn(landmarks.Landmarker):
     name = "stand-in"
 
     def __init__(self, to_source: np.ndarray):
-        self.to_source, self.resets, self.calls = to_source, 0, 0
+        self.to_source, self.calls = to_source, 0
 
     def detect(self, frame):
         self.calls += 1
         if frame.max() < 10:
             return None
         return _apply(self.to_source, mean_face()).astype(np.float32)
-
-    def _mesh(self, frame):
-        raise NotImplementedError
-
-    def reset(self):
-        self.resets += 1
 
     def close(self):
         pass
@@ -158,7 +152,7 @@ def test_small_square_videos_are_cropped_when_a_face_is_found_and_kept_when_not(
 def test_index_table_is_a_68_point_selection_of_the_mesh():
     table = landmarks.MESH_TO_IBUG68
     assert len(table) == 68 and len(set(table)) == 68 and max(table) < 468
-    assert table[8] == 152 and table[30] == 1  # chin and nose tip of the mesh
+    assert table[8] == 152 and table[51] == 0 and table[57] == 17  # chin, lip centres
 
 
 def test_missing_mediapipe_names_the_extra(monkeypatch):

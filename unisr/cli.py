@@ -266,7 +266,10 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("src_dir", help="folder of face videos (with optional same-name .txt)")
     p.add_argument("out_dir", help="output folder: mouth mp4s, wavs, manifest.tsv, summary.json")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
-    p.add_argument("--face-model", help="mediapipe face_landmarker.task (default: bundled mesh)")
+    p.add_argument(
+        "--face-model",
+        help="MediaPipe face_landmarker.task (default: the cached copy, fetched once)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:

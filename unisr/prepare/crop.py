@@ -8,8 +8,8 @@ The conventions of the USR / auto_avsr family (the crops the official models wer
 3. landmarks averaged over up to 6 frames either side (fewer at the ends), re-centred on the
    frame's own centroid, so shape jitter is smoothed and the face does not lag behind motion;
 4. a similarity transform (rotation, uniform scale, translation) per frame, fitted by least
-   squares from the stable points 28, 33, 36, 39, 42, 45, 48, 54 to a mean face in a 256x256
-   reference frame (``assets/mean_face_68.txt``);
+   squares from the stable points 28, 33, 36, 39, 42, 45, 48, 54 to the official reference mean
+   face in a 256x256 frame (``assets/mean_face_20words.txt``);
 5. a 96x96 crop of the aligned frame centred on the mean of the mouth points 48..67 (kept
    inside the reference frame), bilinear, black outside the image, grayscale
    0.2989 R + 0.587 G + 0.114 B.
@@ -39,6 +39,7 @@ from ..media import (
     read_video_audio,
     resample,
 )
+from .face_model import FaceModelUnavailable
 from .landmarks import Landmarker, LandmarkerUnavailable, load_landmarker
 
 CROP = 96
@@ -48,7 +49,7 @@ MOUTH = slice(48, 68)
 SMOOTH_RADIUS = 6  # frames either side: the official window of 12
 MIN_FRAMES = 12
 GRAY_WEIGHTS = np.array([0.2989, 0.587, 0.114], dtype=np.float32)
-MEAN_FACE_PATH = Path(__file__).resolve().parents[1] / "assets" / "mean_face_68.txt"
+MEAN_FACE_PATH = Path(__file__).resolve().parents[1] / "assets" / "mean_face_20words.txt"
 
 
 class NoFaceError(UnisrError):
@@ -61,7 +62,7 @@ class TooShortError(UnisrError):
 
 @lru_cache(maxsize=1)
 def mean_face() -> np.ndarray:
-    """The reference face: float64 (68, 2) iBUG points in a 256x256 frame."""
+    """The official reference face: float64 (68, 2) iBUG points in a 256x256 frame."""
     return np.loadtxt(MEAN_FACE_PATH, dtype=np.float64)
 
 
@@ -144,7 +145,7 @@ def crop_frame(frame: np.ndarray, transform: np.ndarray) -> np.ndarray:
             inside = ((x >= 0) & (x < width) & (y >= 0) & (y < height))[..., None]
             pixels = image[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)]
             out += np.where(inside, pixels, 0) * (wx * wy)
-    gray = out @ GRAY_WEIGHTS if out.shape[-1] == 3 else out[..., 0]
+    gray = np.round(out) @ GRAY_WEIGHTS if out.shape[-1] == 3 else out[..., 0]
     return np.clip(np.round(gray), 0, 255).astype(np.uint8)
 
 
@@ -169,7 +170,6 @@ def crop_mouths(
     own = landmarker is None
     landmarker = load_landmarker() if own else landmarker
     try:
-        landmarker.reset()
         found = {i: landmarker.detect(frames[i]) for i in np.unique(picks)}
     finally:
         if own:
@@ -187,7 +187,6 @@ def looks_like_mouth_crop(frames: np.ndarray, landmarker: Landmarker | None = No
         return False
     if landmarker is None:
         return True
-    landmarker.reset()
     for i in sorted({0, len(frames) // 2, len(frames) - 1}):
         frame = frames[i] if frames.ndim == 4 else np.repeat(frames[i][..., None], 3, axis=-1)
         if landmarker.detect(frame) is not None:
@@ -240,7 +239,6 @@ def crop_video(path: str | Path, landmarker: Landmarker | None = None) -> np.nda
     landmarker = load_landmarker() if own else landmarker
     wanted, found, decoded = set(picks.tolist()), {}, 0
     try:
-        landmarker.reset()
         for index, frame in enumerate(_decode(path)):
             if index in wanted:
                 found[index] = landmarker.detect(frame)
@@ -278,8 +276,8 @@ def mouth_frames(
 ) -> np.ndarray:
     """uint8 grayscale frames (T, H, W) at 25 fps of any video file: a mouth-crop video as it
     is, a face video cropped to the mouth (96x96). ``cropped=None`` guesses: small square frames
-    in which no face is found (the face check needs the optional extra, and is skipped without
-    it) are taken as a crop."""
+    in which no face is found (the face check needs the ``prepare`` extra and the face model;
+    without them the frame size decides) are taken as a crop."""
     frames, fps = read_video(path, gray=True)
     if cropped is None:
         cropped = looks_like_mouth_crop(frames) and _faceless(frames, landmarker)
@@ -293,7 +291,7 @@ def _faceless(frames: np.ndarray, landmarker: Landmarker | None) -> bool:
         return looks_like_mouth_crop(frames, landmarker)
     try:
         own = load_landmarker()
-    except LandmarkerUnavailable:
-        return True  # without the extra, the frame size decides
+    except (LandmarkerUnavailable, FaceModelUnavailable):
+        return True  # without mediapipe or the face model, the frame size decides
     with own:
         return looks_like_mouth_crop(frames, own)

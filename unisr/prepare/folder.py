@@ -110,8 +110,8 @@ def prepare_corpus(
 ) -> list[Outcome]:
     """Prepare every video under ``src_dir`` into ``out_dir``; write the manifest and summary.
 
-    ``workers`` > 1 runs that many processes, each with its own landmarker. ``face_model`` is an
-    optional mediapipe ``.task`` file (default: the bundled face mesh).
+    ``workers`` > 1 runs that many processes, each with its own landmarker. ``face_model`` is a
+    MediaPipe ``face_landmarker.task`` file (default: the cached copy, fetched once).
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if not src_dir.is_dir():
@@ -129,6 +129,7 @@ def prepare_corpus(
         raise UnisrError(f"{src_dir}: no videos found ({', '.join(VIDEO_SUFFIXES)})")
     out_dir.mkdir(parents=True, exist_ok=True)
     landmarker = load_landmarker(face_model)  # fails early, with the install hint, if unavailable
+    face_model = getattr(landmarker, "model_path", face_model)  # workers never fetch it again
     bar = tqdm(total=len(videos), desc="prepare", unit="video", disable=not progress)
     try:
         if workers <= 1:
