@@ -28,6 +28,16 @@ def official_dir() -> Path:
     return require_fixture()
 
 
+@pytest.fixture(autouse=True)
+def _face_model_never_downloads(monkeypatch, tmp_path_factory):
+    """The cached face model is the fixture's copy (absent without ../shared) and its download
+    URL a local file that does not exist: no test reaches the network."""
+    model = CROPS_DIR / "face_landmarker.task"
+    cache = model if model.is_file() else tmp_path_factory.getbasetemp() / "no_face_model.task"
+    monkeypatch.setenv("UNISR_FACE_MODEL", str(cache))
+    monkeypatch.setenv("UNISR_FACE_MODEL_URL", (CROPS_DIR / "not_published.task").as_uri())
+
+
 @pytest.fixture(scope="session")
 def crops_dir() -> Path:
     """The official mouth crops of two real-face videos and MediaPipe's face model file."""

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import cv2
 import matplotlib.cbook
 import numpy as np
@@ -246,12 +247,9 @@ def test_mediapipe_logs_stay_off_the_terminal_unless_asked(face_model, monkeypat
     assert "face_landmarker_graph" in stderr(UNISR_MEDIAPIPE_LOG="1")
 
 
-def test_transcribe_crops_a_raw_face_video_on_the_fly(
-    official_model, tmp_path, still, face_model, monkeypatch
-):
+def test_transcribe_crops_a_raw_face_video_on_the_fly(official_model, tmp_path, still):
     from unisr.transcribe import read_mouth_video, transcribe
 
-    monkeypatch.setenv("UNISR_FACE_MODEL", str(face_model))  # the cached copy
     frames = _talking(PHOTOS["grace_hopper"], still["grace_hopper"])
     tone = 0.3 * np.sin(np.arange(FRAMES * 640) / 9.0).astype(np.float32)
     raw = tmp_path / "face.mp4"
@@ -264,3 +262,45 @@ def test_transcribe_crops_a_raw_face_video_on_the_fly(
     assert forced.shape == (FRAMES, *frames.shape[1:3])
     # audio-visual decoding of the raw video: its crops and its own sound track
     assert isinstance(transcribe(official_model, video=raw, modality="av", method="ctc"), str)
+
+
+def _phone_video(path: Path, upright: np.ndarray, sound: np.ndarray) -> None:
+    """An mp4 as a phone records it held upright: 30 fps H.264 stored sideways with a display
+    rotation of -90 degrees, and a 48 kHz stereo AAC track (``sound`` is (S, 2))."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=30)
+        video.pix_fmt, video.height, video.width = "yuv420p", *upright.shape[2:0:-1]
+        video.set_display_rotation(-90)
+        audio = container.add_stream("aac", rate=48000)
+        audio.layout = "stereo"
+        for image in upright:
+            stored = np.ascontiguousarray(np.rot90(image, 1))  # -90 on display: upright again
+            container.mux(video.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        container.mux(video.encode())
+        for start in range(0, len(sound), 1024):
+            chunk = np.ascontiguousarray(sound[start : start + 1024].T, dtype=np.float32)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, start
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode())
+
+
+def test_a_phone_video_transcribes_as_it_comes(official_model, tmp_path, still):
+    from unisr.transcribe import audio_samples, read_mouth_video, transcribe
+
+    warp = 10 * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(36) / 14))
+    upright = _talking(PHOTOS["grace_hopper"], still["grace_hopper"], warp)[:, :598, :510]
+    seconds = np.arange(int(1.2 * 48000)) / 48000
+    sound = 0.3 * np.stack([np.sin(2 * np.pi * 220 * seconds), np.sin(2 * np.pi * 330 * seconds)])
+    phone = tmp_path / "phone.mp4"
+    _phone_video(phone, upright, sound.T)
+
+    crops = read_mouth_video(phone)  # 36 frames at 30 fps, shown upright -> 30 at 25 fps
+    assert crops.shape == (30, CROP, CROP)
+    in_memory = crop_mouths(upright, 30.0)
+    assert np.abs(crops.astype(float) - in_memory).mean() < 4.0  # only the H.264 coding differs
+    samples = audio_samples(None, phone)  # mixed down and resampled to 16 kHz
+    assert abs(len(samples) - 1.2 * 16000) <= 2048 * 16000 / 48000
+    spectrum = np.abs(np.fft.rfft(samples[2000:18000]))
+    assert {round(f) for f in np.argsort(spectrum)[-2:]} == {220, 330}  # 1 Hz bins: both kept
+    assert isinstance(transcribe(official_model, video=phone, modality="av", method="ctc"), str)

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
+from scipy.signal import resample_poly
 
 import unisr
 from unisr.cli import main
 from unisr.media import write_audio, write_video
 from unisr.tokenizer import Tokenizer
+from unisr.transcribe import audio_samples
 from unisr.transforms import MEAN, STD, center_crop, normalize, resize
 
 FRAMES = 12
@@ -21,7 +24,7 @@ FRAMES = 12
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, official_dir, official_inputs):
     """A converted fixture checkpoint, a 96x96 mouth mp4 with its own sound track, a separate
-    16 kHz wav, an mp4 without sound and an 8 kHz wav."""
+    16 kHz wav, an mp4 without sound and the wav at 44.1 kHz in stereo (louder on the left)."""
     out = tmp_path_factory.mktemp("transcribe")
     checkpoint = out / "tiny.pt"
     units = official_dir / "unigram1000_units.txt"
@@ -34,11 +37,12 @@ def files(tmp_path_factory, official_dir, official_inputs):
     audio = official_inputs["audio"][0].numpy()
     paths = {"checkpoint": checkpoint, "frames": frames}
     paths["mp4"], paths["silent_mp4"] = out / "mouth.mp4", out / "silent.mp4"
-    paths["wav"], paths["wav_8k"] = out / "speech.wav", out / "speech_8k.wav"
+    paths["wav"], paths["wav_44k"] = out / "speech.wav", out / "speech_44k_stereo.wav"
     write_video(paths["mp4"], frames, audio=audio[::-1].copy())
     write_video(paths["silent_mp4"], frames)
     write_audio(paths["wav"], audio)
-    write_audio(paths["wav_8k"], audio[::2], sample_rate=8000)
+    high = resample_poly(audio, 441, 160)
+    sf.write(paths["wav_44k"], np.stack([1.2 * high, 0.8 * high], axis=1), 44100, "FLOAT")
     return paths
 
 
@@ -125,11 +129,31 @@ def test_cli_takes_audio_from_the_video_track(capsys, model, files):
     assert track.score != separate.score  # the track holds the wav reversed
 
 
+def test_sound_files_at_any_rate_and_channels_are_mixed_down_and_resampled(
+    capsys, monkeypatch, model, files
+):
+    monkeypatch.setattr(unisr.media, "_noted", set())
+    original = unisr.media.read_audio(files["wav"])
+    converted = audio_samples(files["wav_44k"], None)
+    assert converted.dtype == np.float32 and converted.shape == original.shape
+    assert np.corrcoef(converted, original)[0, 1] > 0.99  # the fixture's audio is full-band
+    gain = converted @ original / (original @ original)
+    assert 0.95 < gain < 1.01  # channels averaged: not the left one (1.2), not summed (2.0)
+    audio_samples(files["wav_44k"], None)
+    note = capsys.readouterr().err
+    assert note.count("\n") == 1 and "44100 Hz 2-channel audio mixed down to mono and " in note
+
+    args = ["transcribe", "--checkpoint", files["checkpoint"], "--video", files["mp4"]]
+    code, out, err = run_cli(capsys, *args, "--audio", files["wav_44k"], "--beam", "3")
+    assert code == 0 and err == ""  # said once per process: already said above
+    expected = model.transcribe(video=str(files["mp4"]), audio=converted, beam_size=3)
+    assert out == expected + "\n"
+
+
 @pytest.mark.parametrize(
     "inputs, message",
     [
         (["--video", "missing.mp4"], "missing.mp4: file not found"),
-        (["--audio", "{wav_8k}"], "sample rate is 8000 Hz, expected 16000 Hz"),
         (["--video", "{silent_mp4}", "--modality", "av"], "no audio track"),
         (["--audio", "{wav}", "--modality", "v"], "needs a video"),
         (["--audio", "{wav}", "--beam", "0"], "beam size"),

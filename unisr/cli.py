@@ -41,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_transcribe(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("transcribe", help="transcribe a mouth video and/or audio file")
+    p = sub.add_parser("transcribe", help="transcribe a face or mouth video and/or a sound file")
     p.add_argument("--checkpoint", required=True, help="unisr checkpoint or official .pth")
     p.add_argument("--units", help="official unit list (unigram1000_units.txt) for .pth files")
-    p.add_argument("--video", help="mouth-crop video (mp4/avi)")
-    p.add_argument("--audio", help="16 kHz wav (default: the video's own audio track)")
+    p.add_argument("--video", help="face or mouth-crop video, any frame rate")
+    p.add_argument("--audio", help="sound file, any rate (default: the video's own track)")
     p.add_argument("--modality", choices=["a", "v", "av"], default=None)
     p.add_argument("--beam", type=int, default=10)
     p.add_argument("--ctc-weight", type=float, default=0.1)
@@ -100,8 +100,8 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("features", help="encoder outputs per stream of a video and/or audio")
     p.add_argument("--checkpoint", required=True, help="unisr checkpoint or official .pth")
     p.add_argument("--units", help="official unit list (unigram1000_units.txt) for .pth files")
-    p.add_argument("--video", help="mouth-crop video (mp4/avi)")
-    p.add_argument("--audio", help="16 kHz wav (default: the video's own audio track)")
+    p.add_argument("--video", help="face or mouth-crop video, any frame rate")
+    p.add_argument("--audio", help="sound file, any rate (default: the video's own track)")
     p.add_argument("--streams", help="comma-separated, e.g. v,a,av (default: all the inputs allow)")
     p.add_argument("--out", required=True, help=".pt (dict of streams) or .npy (one stream)")
     p.add_argument("--device", default="cpu")

@@ -257,12 +257,12 @@ class AVDataset(torch.utils.data.Dataset):
 
 def load_noise(path: str | Path) -> np.ndarray:
     """A noise recording (e.g. babble) as float32 16 kHz mono."""
-    from .media import read_audio_any_rate, resample
+    from .media import read_sound, resample
 
-    audio, rate = read_audio_any_rate(path)
+    audio, rate = read_sound(path)
     if len(audio) == 0:
         raise MediaError(path, "noise file has no samples")
-    return resample(audio, rate)
+    return resample(audio.mean(axis=1), rate)
 
 
 # ---------------------------------------------------------------- collate

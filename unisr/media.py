@@ -1,11 +1,17 @@
 """Reading and writing video (PyAV) and audio (soundfile) with checks that name the file.
 
 Conventions used across unisr: video at 25 fps, audio at 16 kHz mono, so one video frame spans
-640 audio samples. Grayscale frames are uint8 arrays (T, H, W); colour frames (T, H, W, 3) RGB.
+640 audio samples. Grayscale frames are uint8 arrays (T, H, W); colour frames (T, H, W, 3) RGB,
+turned upright when the container says the video is rotated (phones record that way).
+
+Corpora for training and evaluation must already be 16 kHz mono (``unisr prepare`` writes them
+so); single inputs, as people record them, are mixed down and resampled by
+:func:`model_audio`, which says so once on stderr.
 """
 
 from __future__ import annotations
 
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -43,7 +49,7 @@ def read_video(path: str | Path, gray: bool = True) -> tuple[np.ndarray, float]:
             rate = stream.average_rate or stream.guessed_rate
             declared = stream.frames
             fmt = "gray" if gray else "rgb24"
-            frames = [frame.to_ndarray(format=fmt) for frame in container.decode(stream)]
+            frames = [upright(frame, fmt) for frame in container.decode(stream)]
     except MediaError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as err:
@@ -53,6 +59,13 @@ def read_video(path: str | Path, gray: bool = True) -> tuple[np.ndarray, float]:
     check_complete(path, len(frames), declared)
     fps = float(rate) if rate else float(FPS)
     return np.stack(frames), fps
+
+
+def upright(frame: av.VideoFrame, fmt: str = "rgb24") -> np.ndarray:
+    """A decoded frame as an array in ``fmt``, rotated as its display matrix says."""
+    image = frame.to_ndarray(format=fmt)
+    turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def check_complete(path: str | Path, decoded: int, declared: int) -> None:
@@ -69,16 +82,16 @@ def read_audio(path: str | Path, sample_rate: int | None = SAMPLE_RATE) -> np.nd
     """Read a sound file as float32 mono in [-1, 1], averaging channels.
 
     With ``sample_rate`` set, a file at another rate is an error (resample it when preparing the
-    corpus; use :func:`resample` for ad-hoc inputs).
+    corpus; :func:`model_audio` converts ad-hoc inputs).
     """
-    audio, rate = read_audio_any_rate(path)
+    audio, rate = read_sound(path)
     if sample_rate is not None and rate != sample_rate:
         raise MediaError(path, f"sample rate is {rate} Hz, expected {sample_rate} Hz")
-    return audio
+    return audio.mean(axis=1)
 
 
-def read_audio_any_rate(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read a sound file as float32 mono together with its sample rate."""
+def read_sound(path: str | Path) -> tuple[np.ndarray, int]:
+    """A sound file as float32 samples (S, channels) and its sample rate."""
     path = Path(path)
     if not path.is_file():
         raise MediaError(path, "file not found")
@@ -86,35 +99,50 @@ def read_audio_any_rate(path: str | Path) -> tuple[np.ndarray, int]:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise MediaError(path, f"cannot read audio ({err})") from None
-    return data.mean(axis=1), int(rate)
+    return data, int(rate)
 
 
 def read_video_audio(path: str | Path) -> tuple[np.ndarray, int] | None:
-    """The audio track of a video file as float32 mono and its rate, or None if it has none."""
+    """The audio track of a video file as float32 samples (S, channels) and its rate, or None
+    if it has none. Any codec and sample format (PyAV converts to packed float)."""
     path = Path(path)
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 return None
             stream = container.streams.audio[0]
-            rate = stream.rate
+            to_float = av.AudioResampler(format="flt")  # same layout and rate, float samples
             chunks = []
-            for frame in container.decode(stream):
-                chunk = frame.to_ndarray().astype(np.float32)
-                if frame.format.name.startswith("s16"):
-                    chunk /= 32768.0
-                elif frame.format.name.startswith("s32"):
-                    chunk /= 2147483648.0
-                if frame.format.is_planar:
-                    chunk = chunk.mean(axis=0)
-                else:
-                    chunk = chunk.reshape(-1, len(frame.layout.channels)).mean(axis=1)
-                chunks.append(chunk)
+            for frame in [*container.decode(stream), None]:  # None flushes the converter
+                for converted in to_float.resample(frame):
+                    chunks.append(converted.to_ndarray().reshape(converted.samples, -1))
+            rate = stream.rate
     except (av.error.FFmpegError, OSError, ValueError) as err:
         raise MediaError(path, f"cannot decode audio ({err.__class__.__name__}: {err})") from None
     if not chunks:
         return None
-    return np.concatenate(chunks), int(rate)
+    return np.concatenate(chunks).astype(np.float32, copy=False), int(rate)
+
+
+_noted: set[tuple[int, int]] = set()
+
+
+def model_audio(samples: np.ndarray, rate: int, name: str | Path) -> np.ndarray:
+    """Audio (S,) or (S, channels) at any rate -> float32 16 kHz mono: channels averaged, then
+    resampled. The first conversion of each kind is said once on stderr."""
+    samples = samples[:, None] if samples.ndim == 1 else samples
+    channels = samples.shape[1]
+    if (rate, channels) != (SAMPLE_RATE, 1) and (rate, channels) not in _noted:
+        _noted.add((rate, channels))
+        done = ["mixed down to mono"] * (channels > 1)
+        done += [f"resampled to {SAMPLE_RATE} Hz"] * (rate != SAMPLE_RATE)
+        layout = "mono" if channels == 1 else f"{channels}-channel"
+        print(
+            f"unisr: {name}: {rate} Hz {layout} audio {' and '.join(done)} "
+            "(said once for audio like this)",
+            file=sys.stderr,
+        )
+    return resample(samples.mean(axis=1), rate)
 
 
 def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:

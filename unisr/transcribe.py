@@ -6,8 +6,10 @@ Inputs are one utterance or a list of them (decoded as one padded batch):
 * video: a mouth-crop file (mp4/avi; other frame rates are resampled to 25 fps), uint8 grayscale
   frames (T, H, W) that are centre-cropped to ``config.crop_size``, normalised and resized to
   ``config.image_size``, or float frames (T, image_size, image_size) already normalised;
-* audio: a 16 kHz wav file or float samples (S,). Without it, streams that need audio take the
-  video file's own track. Audio is fitted to 640 samples per video frame.
+* audio: a sound file at any sample rate and channel count (mixed down to mono and resampled to
+  16 kHz, said once on stderr) or float 16 kHz samples (S,). Without it, streams that need audio
+  take the video file's own track, converted the same way. Audio is fitted to 640 samples per
+  video frame.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checks import check_frames, check_lengths, check_samples, read_checked_audio
+from .checks import check_frames, check_lengths, check_samples
 from .decoding import DecodingOptions, Hypothesis, decode_encoded
 from .errors import UnisrError
-from .media import SAMPLE_RATE, SAMPLES_PER_FRAME, fit_audio, read_video_audio, resample
+from .media import SAMPLES_PER_FRAME, fit_audio, model_audio, read_sound, read_video_audio
 from .transforms import AugmentConfig, video_view
 
 MODALITIES = ("v", "a", "av")
@@ -62,16 +64,17 @@ def _video_tensor(model, video) -> Tensor:
 
 
 def audio_samples(audio, video) -> np.ndarray:
-    """One utterance's audio -> float32 16 kHz samples; None takes the video file's track."""
+    """One utterance's audio -> float32 16 kHz mono samples; None takes the video file's track.
+    Files at other rates or with more channels are converted (:func:`unisr.media.model_audio`)."""
     if audio is None:
         if not isinstance(video, (str, Path)):
             raise UnisrError("this modality needs audio: give audio (or a video file with sound)")
         track = read_video_audio(video)
         if track is None:
             raise UnisrError(f"{video}: the video has no audio track; give the audio separately")
-        return check_samples(resample(*track, SAMPLE_RATE), video)
+        return check_samples(model_audio(*track, video), video)
     if isinstance(audio, (str, Path)):
-        return read_checked_audio(audio)
+        return check_samples(model_audio(*read_sound(audio), audio), audio)
     samples = audio.detach().cpu().numpy() if isinstance(audio, Tensor) else np.asarray(audio)
     if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating):
         raise UnisrError(

@@ -31,13 +31,13 @@ import numpy as np
 from ..errors import UnisrError
 from ..media import (
     FPS,
-    SAMPLE_RATE,
     MediaError,
     check_complete,
     fit_audio,
+    model_audio,
     read_video,
     read_video_audio,
-    resample,
+    upright,
 )
 from .face_model import FaceModelUnavailable
 from .landmarks import Landmarker, LandmarkerUnavailable, load_landmarker
@@ -201,7 +201,7 @@ def _decode(path: Path) -> Iterator[np.ndarray]:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                yield upright(frame)
     except (av.error.FFmpegError, OSError, ValueError) as err:
         raise MediaError(path, f"cannot decode video ({err.__class__.__name__}: {err})") from None
 
@@ -265,9 +265,9 @@ def crop_video(path: str | Path, landmarker: Landmarker | None = None) -> np.nda
 
 def video_audio(path: str | Path, frames: int) -> np.ndarray:
     """The audio track of a video file as float32 16 kHz mono of exactly ``frames * 640``
-    samples (zeros when the file has none)."""
-    track_audio = read_video_audio(path)
-    audio = np.zeros(0, np.float32) if track_audio is None else resample(*track_audio, SAMPLE_RATE)
+    samples (zeros when the file has none), whatever its rate and channels."""
+    track = read_video_audio(path)
+    audio = np.zeros(0, np.float32) if track is None else model_audio(*track, path)
     return fit_audio(audio, frames)
 
 
