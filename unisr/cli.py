@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         _add_cache,
         _add_eval,
         _add_prepare,
+        _add_merge_shards,
         _add_train,
         _add_pretrain,
         _add_synth,
@@ -270,12 +271,38 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         "--face-model",
         help="MediaPipe face_landmarker.task (default: the cached copy, fetched once)",
     )
+    p.add_argument(
+        "--shard", metavar="K/N", help="only the K-th of N deterministic parts (K from 0)"
+    )
+    p.add_argument(
+        "--segment-seconds", type=float, default=24.0,
+        help="cut clips with a word table into segments of at most this long (0: never)",
+    )  # fmt: skip
+    _add_csv_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
         from .prepare import prepare_cli
 
         return prepare_cli(args)
+
+    p.set_defaults(run=run)
+
+
+def _add_csv_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--csv", help="also write the auto_avsr CSV dialect here (needs --tokenizer)")
+    p.add_argument("--tokenizer", help="SentencePiece .model for the CSV's token ids")
+
+
+def _add_merge_shards(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge-shards", help="join the manifests of `prepare --shard K/N` jobs")
+    p.add_argument("out_dir", help="the OUT_DIR all shards wrote into")
+    _add_csv_args(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from .prepare import merge_cli
+
+        return merge_cli(args)
 
     p.set_defaults(run=run)
 

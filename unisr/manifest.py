@@ -288,6 +288,22 @@ def write_usr_csv(path: str | Path, rows: Iterable[ManifestRow], tag: str) -> No
     atomic_write(path, "\n".join(out) + "\n" if out else "")
 
 
+def write_auto_avsr_csv(path: str | Path, rows: Iterable[ManifestRow], dataset_dir: Path) -> None:
+    """Write rows in the auto_avsr dialect (atomically): the dataset is ``dataset_dir``'s name
+    and paths are relative to it, so the CSV reads back with ``dataset_dir``'s parent as root
+    (the default when the CSV sits in ``<root>/labels/``). Rows without token ids (unlabelled
+    clips) get an empty token field."""
+    path, dataset_dir = Path(path), Path(dataset_dir).resolve()
+    out = []
+    for r in rows:
+        rel = _relative(str(Path(r.video).resolve()), dataset_dir)
+        if Path(rel).is_absolute():
+            raise ManifestError(path, f"row {r.id!r}: video {r.video} is not under {dataset_dir}")
+        tokens = " ".join(map(str, r.tokens or ()))
+        out.append(f"{dataset_dir.name},{rel},{int(r.frames)},{tokens}")
+    atomic_write(path, "\n".join(out) + "\n" if out else "")
+
+
 # ---------------------------------------------------------------- detection
 
 

@@ -206,7 +206,7 @@ def _decode(path: Path) -> Iterator[np.ndarray]:
         raise MediaError(path, f"cannot decode video ({err.__class__.__name__}: {err})") from None
 
 
-def _probe(path: Path) -> tuple[int, float]:
+def probe_video(path: Path) -> tuple[int, float]:
     """(frame count, fps) of a video file from its packets, without decoding."""
     try:
         with av.open(str(path)) as container:
@@ -231,7 +231,7 @@ def crop_video(path: str | Path, landmarker: Landmarker | None = None) -> np.nda
     path = Path(path)
     if not path.is_file():
         raise MediaError(path, "file not found")
-    count, fps = _probe(path)
+    count, fps = probe_video(path)
     picks = resample_indices(count, fps)
     if len(picks) < MIN_FRAMES:
         raise TooShortError(f"{path}: {len(picks)} frames at 25 fps, need at least {MIN_FRAMES}")
