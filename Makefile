@@ -38,6 +38,10 @@ reproduce: setup
 bench: setup
 	$(PY) benchmarks/decode.py
 
+# Face-video preparation speed (frames/s per core) on the shared official-crop videos.
+bench-prepare: setup
+	$(PY) benchmarks/prepare.py
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
