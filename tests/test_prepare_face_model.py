@@ -65,3 +65,13 @@ def test_offline_without_the_model_file_is_one_clear_line(tmp_path, monkeypatch,
     assert len(lines) == 2 and lines[1].startswith("unisr prepare: error: cannot fetch")
     assert fm.MODEL_URL in lines[1] and "--face-model FILE" in lines[1]
     assert not (tmp_path / "cache" / "face_landmarker.task").exists()
+
+
+def test_guessing_whether_a_video_is_a_mouth_crop_never_fetches(tmp_path, monkeypatch, capsys):
+    from unisr.prepare.crop import mouth_frames
+
+    monkeypatch.setenv(fm.PATH_VARIABLE, str(tmp_path / "cache" / "face_landmarker.task"))
+    clip = np.random.default_rng(0).integers(0, 255, (12, 96, 96), dtype=np.uint8)
+    media.write_video(tmp_path / "mouth.mp4", clip)
+    np.testing.assert_array_equal(mouth_frames(tmp_path / "mouth.mp4"), clip)
+    assert capsys.readouterr().err == ""  # no fetch was tried: the frame size decided

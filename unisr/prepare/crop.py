@@ -10,8 +10,9 @@ The conventions of the USR / auto_avsr family (the crops the official models wer
 4. a similarity transform (rotation, uniform scale, translation) per frame, fitted by least
    squares from the stable points 28, 33, 36, 39, 42, 45, 48, 54 to the official reference mean
    face in a 256x256 frame (``assets/mean_face_20words.txt``);
-5. a 96x96 crop of the aligned frame centred on the mean of the mouth points 48..67 (kept
-   inside the reference frame), bilinear, black outside the image, grayscale
+5. a 96x96 crop of the aligned frame with its corner at ``round(mouth centre - 48)`` (the mean
+   of points 48..67, kept inside the reference frame), bilinear, black outside the image, the
+   colour rounded to 8 bits (the official warp writes an 8-bit image) and then grayscale
    0.2989 R + 0.587 G + 0.114 B.
 
 Only the 96x96 crop is sampled (the transform and the crop are one affine map), so cropping
@@ -39,7 +40,7 @@ from ..media import (
     read_video_audio,
     upright,
 )
-from .face_model import FaceModelUnavailable
+from .face_model import FaceModelUnavailable, cached_model_path
 from .landmarks import Landmarker, LandmarkerUnavailable, load_landmarker
 
 CROP = 96
@@ -145,6 +146,7 @@ def crop_frame(frame: np.ndarray, transform: np.ndarray) -> np.ndarray:
             inside = ((x >= 0) & (x < width) & (y >= 0) & (y < height))[..., None]
             pixels = image[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)]
             out += np.where(inside, pixels, 0) * (wx * wy)
+    # colour rounded to 8 bits first, as the official warp's uint8 output is
     gray = np.round(out) @ GRAY_WEIGHTS if out.shape[-1] == 3 else out[..., 0]
     return np.clip(np.round(gray), 0, 255).astype(np.uint8)
 
@@ -276,8 +278,8 @@ def mouth_frames(
 ) -> np.ndarray:
     """uint8 grayscale frames (T, H, W) at 25 fps of any video file: a mouth-crop video as it
     is, a face video cropped to the mouth (96x96). ``cropped=None`` guesses: small square frames
-    in which no face is found (the face check needs the ``prepare`` extra and the face model;
-    without them the frame size decides) are taken as a crop."""
+    in which no face is found (the face check needs the ``prepare`` extra and a cached face
+    model; without them the frame size decides) are taken as a crop."""
     frames, fps = read_video(path, gray=True)
     if cropped is None:
         cropped = looks_like_mouth_crop(frames) and _faceless(frames, landmarker)
@@ -289,9 +291,11 @@ def mouth_frames(
 def _faceless(frames: np.ndarray, landmarker: Landmarker | None) -> bool:
     if landmarker is not None:
         return looks_like_mouth_crop(frames, landmarker)
+    if not cached_model_path().is_file():
+        return True  # a guess is no reason to download the model: the frame size decides
     try:
         own = load_landmarker()
     except (LandmarkerUnavailable, FaceModelUnavailable):
-        return True  # without mediapipe or the face model, the frame size decides
+        return True  # without mediapipe or a usable model, the frame size decides
     with own:
         return looks_like_mouth_crop(frames, own)

@@ -75,8 +75,9 @@ def prepare_one(
     source = str(video.relative_to(src_dir))
     try:
         labels = read_labels(video)
-        count, fps = probe_video(video)
-        planned = segments(labels, len(resample_indices(count, fps)), segment_seconds)
+        # only a clip with a word table may be cut, so only its length is needed up front
+        length = len(resample_indices(*probe_video(video))) if labels.words else 0
+        planned = segments(labels, length, segment_seconds)
         names = _names(rel, len(planned))
         if all((out_dir / f"{n}{ext}").is_file() for n in names for ext in (".mp4", ".wav")):
             status = DONE_BEFORE

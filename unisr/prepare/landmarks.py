@@ -6,13 +6,19 @@ on its own, one face, detection confidence 0.5, and the 478-point mesh reduced t
 :data:`MESH_TO_IBUG68`. On the official pipeline's own frames this gives its landmarks exactly.
 
 MediaPipe's C++ runtime logs to the process's stderr (graph set-up notices, per-frame
-warnings); those lines are kept off the terminal unless ``UNISR_MEDIAPIPE_LOG=1`` is set.
+warnings); those lines are kept off the terminal unless ``UNISR_MEDIAPIPE_LOG=1`` is set. Its
+library also links a sampling CPU profiler with SIGPROF timers, and SIGPROF's default action
+ends the process: a stray one has been seen to end long runs. So, unless Python code of the
+process handles SIGPROF itself, the signal is ignored and blocked in the thread that starts
+MediaPipe (its worker threads inherit the block).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -92,6 +98,16 @@ def _quietly(call: Callable[[], Result]) -> Result:
         return call()
 
 
+def _ignore_profiler_signal() -> None:
+    """Ignore SIGPROF and block it in this thread, unless Python code handles it (SIGPROF drives
+    nothing but sampling profilers; only the main thread may change a signal's handling)."""
+    if callable(signal.getsignal(signal.SIGPROF)):
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPROF})
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGPROF, signal.SIG_IGN)  # sets it again even if C code changed it
+
+
 class FaceLandmarker(Landmarker):
     """MediaPipe Tasks ``FaceLandmarker`` in IMAGE mode, from a ``face_landmarker.task`` file
     (``model``; default: the cached copy, fetched once, see :mod:`.face_model`)."""
@@ -107,13 +123,14 @@ class FaceLandmarker(Landmarker):
                 f"face landmarks need mediapipe >= 1.2: {INSTALL_HINT}"
             ) from None
         self.model_path = face_model_path(model)
-        self._mp = mp
+        self._mp, self._task = mp, None
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.model_path)),
             running_mode=vision.RunningMode.IMAGE,
             num_faces=1,
             min_face_detection_confidence=min_confidence,
         )
+        _ignore_profiler_signal()  # before MediaPipe starts its threads, which inherit the mask
         try:
             self._task = _quietly(lambda: vision.FaceLandmarker.create_from_options(options))
         except (RuntimeError, ValueError) as err:
@@ -133,6 +150,7 @@ class FaceLandmarker(Landmarker):
         if self._task is not None:
             _quietly(self._task.close)
             self._task = None
+            _ignore_profiler_signal()
 
 
 def load_landmarker(face_model: str | Path | None = None) -> Landmarker:
