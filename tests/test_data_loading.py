@@ -226,3 +226,26 @@ def test_token_ids_from_another_vocabulary_are_refused(tmp_path, tokenizer):
     row.tokens = [t + 1 for t in row.tokens]  # as if made with a shifted vocabulary
     with pytest.raises(UnisrError, match="c0.mp4: the manifest's token ids for utterance c0"):
         AVDataset([row], tokenizer=tokenizer)
+
+
+def test_several_manifests_read_as_one_each_from_its_cache(tmp_path, tokenizer):
+    """``data.labelled`` may list manifests (e.g. a corpus's labelled and unlabelled clips, both
+    transcribed): their rows are concatenated and each clip comes from its own manifest's cache,
+    so deleting the sources after caching changes nothing."""
+    paths, rows = [], []
+    for part in range(2):
+        clips = [make_clip(tmp_path / f"p{part}", f"p{part}c{i}", frames=15 + i, text=TEXTS[i],
+                           seed=part * 10 + i) for i in range(2)]  # fmt: skip
+        path = tmp_path / f"part{part}.tsv"
+        write_manifest(path, clips)
+        assert main(["cache", str(path)]) == 0
+        paths.append(path)
+        rows += clips
+    for folder in ("p0", "p1"):
+        shutil.rmtree(tmp_path / folder)
+    dataset = AVDataset.from_manifest(paths, tokenizer=tokenizer, train=False)
+    assert [r.id for r in dataset.rows] == [r.id for r in rows]
+    for i, row in enumerate(rows):
+        item = dataset[i]
+        assert item["video"].shape[0] == row.frames, row.id
+        assert item["tokens"] == tokenizer.encode(row.text)

@@ -99,3 +99,14 @@ def test_noise_mixing_hits_the_target_snr():
         measured = 10 * np.log10(np.mean(speech**2) / np.mean(added**2))
         assert abs(measured - snr) < 0.01
     assert np.array_equal(add_noise(np.zeros(100, np.float32), noise, 0.0, rng), np.zeros(100))
+
+
+def test_zero_mask_windows_switch_the_student_masks_off():
+    """``video_mask_window: 0`` / ``audio_mask_window: 0`` (the CPU benchmark recipe) give the
+    student the unmasked view instead of failing on an empty width range."""
+    cfg = AugmentConfig(video_mask_window=0.0, audio_mask_window=0.0)
+    frames = np.full((60, 96, 96), 200, dtype=np.uint8)
+    video = video_view(frames, cfg, np.random.default_rng(0), mask=True)
+    assert not (video == 0).all(dim=(1, 2)).any()
+    audio = audio_view(np.ones(60 * 640, np.float32), cfg, np.random.default_rng(0), mask=True)
+    assert not (audio == 0).any()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 from conftest import load_benchmark
 
 from unisr.checkpoint import read_checkpoint
@@ -46,11 +48,18 @@ def test_every_arm_continues_the_shared_start(smoke):
         final = read_checkpoint(runs / arm / "model.pt")
         assert final["step"] == 4, arm
     # the continuations resumed the mixed run's state at step 2 rather than starting again
-    for arm in ("labelled_only", "usr1", "ar", "ctc_driven"):
+    for arm in ("labelled_only", "ceiling", "oracle", "usr1"):
         steps = [int(r["step"]) for r in bench.read_metrics(runs / arm) if "time/step" in r]
         assert steps and min(steps) >= 2, arm
-    assert data["times"]["labelled_only"]["pl_s"] is None
-    assert all(data["times"][a]["pl_s"] > 0 for a in bench.SEMI)
+    for arm in ("labelled_only", "ceiling", "oracle"):  # no teacher labels anything
+        assert data["times"][arm]["pl_s"] is None, arm
+    assert all(data["times"][a]["pl_s"] > 0 for a in ("usr1", "mixed"))
+    # the ceiling trains on both manifests; the oracle's labels are the transcripts
+    labelled = yaml.safe_load((runs / "ceiling" / "config.yaml").read_text())["data"]["labelled"]
+    assert [Path(p).name for p in labelled] == ["train_labelled.tsv", "train_unlabelled.tsv"]
+    oracle = data["quality"]["oracle"]
+    assert oracle and all(r["pl_quality/ctc_wer"] == 0.0 for r in oracle)
+    assert data["quality"]["mixed"] and not data["quality"]["labelled_only"]
 
 
 def test_results_tables_hold_the_runs_numbers(smoke):
@@ -84,9 +93,11 @@ def test_learning_curves_hold_every_validation_in_training_time(smoke):
     bench, root, _, data = smoke
     curves = data["curves"]
     logged = {
-        int(r["step"]) + 1: r for r in bench.read_metrics(root / "runs" / "ar") if "val/wer_av" in r
+        int(r["step"]) + 1: r
+        for r in bench.read_metrics(root / "runs" / "usr1")
+        if "val/wer_av" in r
     }
-    for point in curves["ar"]:  # the validation the trainer logged at that step
+    for point in curves["usr1"]:  # the validation the trainer logged at that step
         assert point["av"] == pytest.approx(logged[point["step"]]["val/wer_av"])
     start = max(p["seconds"] for p in curves["mixed"] if p["step"] <= 2)
     for arm in bench.ARMS:
@@ -99,12 +110,27 @@ def test_learning_curves_hold_every_validation_in_training_time(smoke):
 def test_results_state_each_claim_and_link_the_plots(smoke):
     _, root, text, _ = smoke
     claims = re.findall(r"^(\d)\. \*\*(.+?)\*\*", text, flags=re.M)
-    assert [n for n, _ in claims] == ["1", "2", "3", "4"]
-    assert all(re.search(r"(not |partly )?reproduced", claim) for _, claim in claims)
+    assert [n for n, _ in claims] == ["0", "0", "1", "2", "3"]  # 4 needs the ablations
+    assert all(re.search(r"(not |partly )?(reproduced|measured)", c) for _, c in claims)
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(images) == 3
+    assert len(images) == 4
     for image in images:
         assert (root / "docs" / image).is_file() and (root / "docs" / image).stat().st_size > 1000
+
+
+def test_differences_from_labelled_only_carry_their_intervals(smoke):
+    bench, _, text, data = smoke
+    res = data["results"]
+    rows = section(text, "## Unlabelled clips against labelled-only")
+    assert [r[0] for r in rows] == [bench.LABELS[a] for a in bench.ARMS if a != "labelled_only"]
+    for row, arm in zip(rows, [a for a in bench.ARMS if a != "labelled_only"]):
+        for cell, stream in zip(row[1:], bench.STREAMS):
+            d, low, high = bench.beam_difference(res, arm, stream)
+            assert low <= d <= high
+            expected = res[arm]["test_beam"][stream] - res["labelled_only"]["test_beam"][stream]
+            assert d == pytest.approx(expected, abs=1e-6)
+            value = bench.fmt(res[arm]["test_beam"][stream])
+            assert cell == f"{value} ({d:+.1f} [{low:+.1f}, {high:+.1f}])"
 
 
 def test_a_rerun_resumes_instead_of_training_again(smoke, monkeypatch):

@@ -105,7 +105,7 @@ def test_real_sizes_have_the_intended_structure():
             words |= set(utt.text.split())
     assert sentences["train_unlabelled"] >= 9 * sentences["train_labelled"]
     assert len(words) == 51  # every word of the grammar is seen with a label
-    for size in ("tiny", "small", "medium"):
+    for size in ("tiny", "small", "base", "medium"):
         counts = SIZES[size].counts
         assert counts["train_unlabelled"] >= 6 * counts["train_labelled"]
 

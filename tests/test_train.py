@@ -3,12 +3,11 @@ outputs, NaN skipping, exact resume after a crash, checkpoint averaging, initial
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
-from train_corpus import make_corpus, overrides
+from train_corpus import make_corpus, metrics, overrides
 
 import unisr.step as step_module
 import unisr.train as train_module
@@ -26,13 +25,6 @@ from unisr.train_config import InitSection, load_config
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict:
     return make_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-def metrics(out: Path) -> list[dict]:
-    rows = []
-    for path in sorted((out / "csv").glob("version_*/metrics.csv")):
-        rows += [{k: v for k, v in r.items() if v != ""} for r in csv.DictReader(path.open())]
-    return rows
 
 
 def run(corpus, out: Path, semi: bool = True, resume=None, callbacks=(), **extra):

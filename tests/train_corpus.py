@@ -3,6 +3,7 @@ pattern, so a model can fit it, and clips are short so that steps take milliseco
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,11 @@ def overrides(paths: dict, out_dir: Path, semi: bool = True, **extra) -> list[st
     }
     items.update(extra)
     return [f"{k}={v}" for k, v in items.items()]
+
+
+def metrics(out: Path) -> list[dict]:
+    """Every row a run logged to CSV (all versions: across resumptions), empty cells dropped."""
+    rows = []
+    for path in sorted((out / "csv").glob("version_*/metrics.csv")):
+        rows += [{k: v for k, v in r.items() if v != ""} for r in csv.DictReader(path.open())]
+    return rows

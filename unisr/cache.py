@@ -209,3 +209,21 @@ def cache_cli(args) -> int:
     if summary.bad:
         print(problems_table(summary.bad))
     return 0
+
+
+class CacheChain:
+    """The caches of several manifests read as one (a dataset over their concatenation): a clip
+    comes from the first cache that holds it."""
+
+    def __init__(self, caches: list[ClipCache]):
+        self.caches = caches
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self.caches)
+
+    def get(self, row: ManifestRow) -> Clip | None:
+        for cache in self.caches:
+            clip = cache.get(row)
+            if clip is not None:
+                return clip
+        return None

@@ -340,9 +340,11 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
+    from .synth.corpus import SIZES
+
     p = sub.add_parser("synth", help="build a synthetic audio-visual speech corpus (no download)")
     p.add_argument("--out", required=True, help="corpus folder (a rerun resumes it)")
-    p.add_argument("--size", choices=["tiny", "small", "medium"], default="tiny")
+    p.add_argument("--size", choices=list(SIZES), default="tiny")
     p.add_argument("--domain", choices=["grid", "open", "both"], default="grid")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="processes (default: all CPU cores)")

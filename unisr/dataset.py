@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .cache import ClipCache
+from .cache import CacheChain, ClipCache
 from .checks import AV_TOLERANCE_FRAMES as AV_TOLERANCE_FRAMES
 from .checks import (
     MIN_TRAIN_FRAMES,
@@ -155,11 +155,16 @@ class AVDataset(torch.utils.data.Dataset):
         cache=None,
         snr: float | None = None,
         seed: int = 0,
+        oracle_wer: float | None = None,
     ):
         self.rows = list(rows)
         self.cfg = cfg or DataConfig()
         self.labelled, self.train = labelled, train
         self.tokenizer, self.cache, self.snr, self.seed = tokenizer, cache, snr, seed
+        self.oracle_wer = oracle_wer
+        self.vocabulary: list[str] = []  # words that oracle corruption substitutes and inserts
+        if oracle_wer is not None:
+            self.vocabulary = oracle_vocabulary(self.rows, tokenizer)
         self.epoch = 0
         self.noise = None
         if self.cfg.noise and (snr is not None or (train and self.cfg.noise_prob > 0)):
@@ -179,7 +184,7 @@ class AVDataset(torch.utils.data.Dataset):
     @classmethod
     def from_manifest(
         cls,
-        path: str | Path,
+        path: str | Path | Sequence[str | Path],
         cfg: DataConfig | None = None,
         *,
         roots=None,
@@ -188,15 +193,17 @@ class AVDataset(torch.utils.data.Dataset):
         use_cache: bool = True,
         **kwargs,
     ) -> AVDataset:
-        """Dataset over any supported manifest, reading from its decoded cache (``cache_dir``,
-        default ``MANIFEST.cache`` when it exists; see :mod:`unisr.cache`). ``kwargs`` go to the
-        constructor."""
-        rows = load_manifest(path, roots, audio_roots)
+        """Dataset over any supported manifest (or the concatenation of several), reading from
+        its decoded cache (``cache_dir``, default each ``MANIFEST.cache`` that exists; see
+        :mod:`unisr.cache`). ``kwargs`` go to the constructor."""
+        paths = [path] if isinstance(path, str | Path) else list(path)
+        rows = [row for p in paths for row in load_manifest(p, roots, audio_roots)]
         cache = None
         if cache_dir is not None:
             cache = ClipCache(cache_dir)
         elif use_cache:
-            cache = ClipCache.find(path)
+            found = [c for c in map(ClipCache.find, paths) if c is not None]
+            cache = found[0] if len(found) == 1 else CacheChain(found) if found else None
         return cls(rows, cfg, cache=cache, **kwargs)
 
     @property
@@ -228,10 +235,30 @@ class AVDataset(torch.utils.data.Dataset):
             item = {"id": row.id}
             if self.labelled:
                 item["tokens"] = targets_for(row, self.tokenizer)
+            elif self.train:
+                self._transcripts(item, row, index)
             self._views(item, clip, np.random.default_rng([self.seed, self.epoch, index]))
             return item
         except BadData as err:
             return BadSample(row.id, err.path, err.reason, err.kind)
+
+    def _transcripts(self, item: dict, row: ManifestRow, index: int) -> None:
+        """An unlabelled clip's known transcript (``transcript``: diagnostics of pseudo-label
+        quality only) and, for ``pl.mode=oracle``, the labels that stand in for the teacher's
+        (``oracle``: the transcript with seeded word errors at ``oracle_wer``, fixed per clip)."""
+        from .tokenizer import normalize_text
+
+        if self.oracle_wer is not None:  # the oracle's labels: a clip without them is bad
+            item["transcript"] = targets_for(row, self.tokenizer)
+            rng = np.random.default_rng([self.seed, index, 0x0AC1E])
+            noisy = corrupt_words(normalize_text(row.text).split(), self.oracle_wer,
+                                  self.vocabulary, rng)  # fmt: skip
+            item["oracle"] = list(self.tokenizer.encode(" ".join(noisy))) if noisy else []
+        elif row.tokens or (self.tokenizer is not None and normalize_text(row.text)):
+            try:
+                item["transcript"] = targets_for(row, self.tokenizer)
+            except BadData:  # text the tokenizer cannot encode: no diagnostics for this clip
+                pass
 
     def _views(self, item: dict, clip: Clip, rng: np.random.Generator) -> None:
         cfg, aug = self.cfg, self.cfg.augment
@@ -253,6 +280,41 @@ class AVDataset(torch.utils.data.Dataset):
         item["audio"] = audio_view(audio, aug)
         item["video_student"] = video_view(clip.frames, aug, rng, mask=True)
         item["audio_student"] = audio_view(noisy, aug, rng, mask=True)
+
+
+def oracle_vocabulary(rows: Sequence[ManifestRow], tokenizer: TextEncoder | None) -> list[str]:
+    """The distinct words of the transcripts (what oracle errors draw from); an unlabelled
+    manifest without a transcript on every clip cannot stand in for a teacher."""
+    from .tokenizer import normalize_text
+
+    if tokenizer is None:
+        raise UnisrError("pl.mode oracle needs a tokenizer to turn transcripts into labels")
+    missing = next((r for r in rows if not normalize_text(r.text)), None)
+    if missing is not None:
+        raise UnisrError(
+            f"pl.mode oracle uses the unlabelled clips' transcripts, and {missing.id} has none"
+        )
+    return sorted({w for r in rows for w in normalize_text(r.text).split()})
+
+
+def corrupt_words(
+    words: list[str], rate: float, vocabulary: list[str], rng: np.random.Generator
+) -> list[str]:
+    """``words`` with word errors at ``rate`` per reference word: each word is, with
+    probability ``rate``, substituted, deleted or followed by an inserted word (one edit each,
+    equally likely), so the expected WER against ``words`` is ``rate``."""
+    out = []
+    for word in words:
+        if rng.random() >= rate:
+            out.append(word)
+            continue
+        edit = rng.integers(3)
+        if edit == 0:
+            others = [w for w in vocabulary if w != word] or [word]
+            out.append(others[rng.integers(len(others))])
+        elif edit == 2:
+            out += [word, vocabulary[rng.integers(len(vocabulary))]]
+    return out
 
 
 def load_noise(path: str | Path) -> np.ndarray:
@@ -294,6 +356,10 @@ class Batch:
     target_lengths: torch.Tensor | None = None
     video_student: torch.Tensor | None = None
     audio_student: torch.Tensor | None = None
+    transcripts: torch.Tensor | None = None  # unlabelled clips' known text: diagnostics only
+    transcript_lengths: torch.Tensor | None = None
+    oracle_tokens: torch.Tensor | None = None  # pl.mode=oracle: labels in the teacher's place
+    oracle_lengths: torch.Tensor | None = None
 
     @property
     def frames(self) -> int:
@@ -322,13 +388,23 @@ def collate(items: list[dict | BadSample]) -> tuple[Batch | None, list[BadSample
     for key in ("audio", "audio_student"):
         if key in good[0]:
             fields[key] = _pad_stack([x[key] for x in good], t_max * SAMPLES_PER_FRAME)
-    if "tokens" in good[0]:
-        target_lengths = torch.tensor([len(x["tokens"]) for x in good], dtype=torch.long)
-        targets = torch.full((len(good), int(target_lengths.max())), -1, dtype=torch.long)
-        for i, x in enumerate(good):
-            targets[i, : len(x["tokens"])] = torch.tensor(x["tokens"], dtype=torch.long)
-        fields["targets"], fields["target_lengths"] = targets, target_lengths
+    for key, names in (
+        ("tokens", ("targets", "target_lengths")),
+        ("transcript", ("transcripts", "transcript_lengths")),
+        ("oracle", ("oracle_tokens", "oracle_lengths")),
+    ):
+        if all(key in x for x in good):  # a batch has a clip's text only if it has every one's
+            fields.update(zip(names, _pad_tokens([x[key] for x in good])))
     return Batch(**fields), bad
+
+
+def _pad_tokens(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> (B, U) padded with -1, and their lengths."""
+    lengths = torch.tensor([len(t) for t in sequences], dtype=torch.long)
+    out = torch.full((len(sequences), int(lengths.max())), -1, dtype=torch.long)
+    for i, tokens in enumerate(sequences):
+        out[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    return out, lengths
 
 
 # ---------------------------------------------------------------- validation

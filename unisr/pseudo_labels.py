@@ -14,6 +14,10 @@ confident about its many blank frames, so the all-frame mean alone accepts 3-tok
 15-word clips; its few emitting frames are not confident. A CTC PL with no token is rejected then.
 AR PLs used as CTC targets per sequence, by the geometric mean of their token probabilities.
 An AR PL that the length limit cut off before eos is rejected whole.
+
+"oracle" is the upper bound of the unlabelled path: the clips' known transcripts (with seeded
+word errors at ``oracle_wer``) take the teacher's place, laid out as CTC-driven labels with every
+confidence mask true, so everything else (masked student views, shares, losses) is unchanged.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from .decoding import attention_greedy, ctc_collapse
 from .masks import length_mask
 from .model import UnifiedModel
 
-MODES = ("ctc_driven", "ar", "mixed", "usr1")
+MODES = ("ctc_driven", "ar", "mixed", "usr1", "oracle")
 SCHEDULES = ("constant", "linear", "cosine")
 IGNORE = -1  # padding value of token tensors
 
@@ -42,6 +46,7 @@ class PseudoLabelConfig:
     threshold: float = 0.8
     ar_max_len_ratio: float = 0.2  # AR decoding stops after ratio * frames tokens (USR: T // 5)
     token_confidence: bool = True  # CTC PLs must also be confident on their emitting frames
+    oracle_wer: float = 0.0  # oracle mode: rate of seeded word errors in the transcripts
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -50,6 +55,8 @@ class PseudoLabelConfig:
             raise ValueError(f"pl.p_ar_schedule must be one of {SCHEDULES}")
         if not 0.0 <= self.p_ar <= 1.0:
             raise ValueError("pl.p_ar must lie in [0, 1]")
+        if not 0.0 <= self.oracle_wer <= 1.0:
+            raise ValueError("pl.oracle_wer must lie in [0, 1]")
 
 
 def ar_probability(cfg: PseudoLabelConfig, step: int, total_steps: int) -> float:
@@ -116,6 +123,14 @@ def append_eos(tokens: Tensor, lengths: Tensor, eos: int) -> Tensor:
     out = torch.cat([tokens, tokens.new_full((tokens.shape[0], 1), IGNORE)], dim=1)
     out[torch.arange(len(lengths), device=tokens.device), lengths] = eos
     return out
+
+
+def oracle(tokens: Tensor, lengths: Tensor, eos: int) -> PseudoLabels:
+    """Given labels (B, U) laid out as CTC-driven pseudo-labels, every one accepted: CTC targets
+    ``tokens``, attention targets ``tokens + eos``."""
+    keep = torch.ones(len(lengths), dtype=torch.bool, device=tokens.device)
+    att = append_eos(tokens, lengths, eos)
+    return PseudoLabels("ctc_driven", tokens, lengths, keep, att, lengths + 1, att != IGNORE)
 
 
 @torch.no_grad()

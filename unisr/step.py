@@ -31,9 +31,10 @@ from torch import Tensor, nn
 
 from .dataset import Batch
 from .ema import ema_update, momentum_at, set_teacher_mode
+from .errors import UnisrError
 from .losses import LossConfig, UnlabelledHeads, labelled_losses, unlabelled_losses
 from .model import UnifiedModel
-from .pseudo_labels import draw_mode, generate
+from .pseudo_labels import PseudoLabels, draw_mode, generate, oracle
 from .train_config import OptimSection, TrainConfig
 
 
@@ -72,6 +73,7 @@ class StepResult:
     logs: dict[str, float | Tensor]
     frames: int = 0  # input frames of this process's batches
     mode: str | None = None  # the PL mode drawn for this step, None without pseudo-labelling
+    pseudo_labels: PseudoLabels | None = None  # what the student learnt from, for diagnostics
 
 
 def lr_factor(step: int, warmup: int, total: int, final: float) -> float:
@@ -175,6 +177,19 @@ def apply_gradients(
     return norm
 
 
+def teacher_labels(
+    teacher: UnifiedModel, batch: Batch, mode: str, cfg: TrainConfig
+) -> PseudoLabels:
+    """The pseudo-labels of an unlabelled batch: the teacher's on the clean views, or in oracle
+    mode the batch's known transcripts in their place."""
+    if mode == "oracle":
+        if batch.oracle_tokens is None:
+            raise UnisrError("pl.mode oracle: the unlabelled batch carries no transcripts")
+        return oracle(batch.oracle_tokens, batch.oracle_lengths, teacher.config.eos)
+    set_teacher_mode(teacher)
+    return generate(teacher, batch.video, batch.audio, batch.lengths, mode, cfg.pl)
+
+
 def training_step(
     learner: Learner,
     batch: TrainBatch,
@@ -190,7 +205,7 @@ def training_step(
     pseudo_labelling = learner.teacher is not None and step >= cfg.teacher.start_step
     lab_weights, unl_weights = loss_weights(cfg.loss, pseudo_labelling)
     logs: dict[str, float | Tensor] = {}
-    frames, pl_seconds, finite, mode = 0, 0.0, True, None
+    frames, pl_seconds, finite, mode, pls = 0, 0.0, True, None, None
 
     if pseudo_labelling:
         teacher = learner.teacher
@@ -199,11 +214,9 @@ def training_step(
         mode = draw_mode(cfg.pl, *pl_progress(cfg, step, total_steps), cfg.trainer.seed)
         unlabelled, total = batch.unlabelled, None
         if unlabelled is not None:
-            set_teacher_mode(teacher)
-            pls = generate(
-                teacher, unlabelled.video, unlabelled.audio, unlabelled.lengths, mode, cfg.pl
-            )
-            pl_seconds = clock() - start
+            pls = teacher_labels(teacher, unlabelled, mode, cfg)
+            if mode != "oracle":  # the oracle's labels cost no teacher call
+                pl_seconds = clock() - start
             losses = unlabelled_losses(learner.model, unlabelled, pls, cfg.loss, learner.heads)
             total = weighted_sum(losses, unl_weights)
             logs.update(pls.stats())
@@ -224,7 +237,7 @@ def training_step(
     momentum = teacher_momentum(cfg, step, total_steps)
     norm = apply_gradients(learner, finite, momentum, cfg.optim.grad_clip, hooks.any_rank_bad)
     if norm is None:
-        return StepResult(applied=False, logs=logs, frames=frames, mode=mode)
+        return StepResult(False, logs, frames, mode, pseudo_labels=pls)
     seconds = clock() - start
     logs.update(
         {
@@ -237,4 +250,4 @@ def training_step(
             "time/rest": seconds - pl_seconds,
         }
     )
-    return StepResult(applied=True, logs=logs, frames=frames, mode=mode)
+    return StepResult(True, logs, frames, mode, pseudo_labels=pls)

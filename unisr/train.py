@@ -46,6 +46,7 @@ from .errors import UnisrError
 from .evaluate import word_errors
 from .losses import UnlabelledHeads
 from .model import UnifiedModel
+from .pl_quality import QualityWindow, label_errors
 from .sampler import BatchLoader, FrameBatchSampler, train_iterator
 from .step import Hooks, Learner, StepResult, TrainBatch, build_optimizer, training_step
 from .tokenizer import Tokenizer, load_tokenizer
@@ -138,7 +139,8 @@ class USRDataModule(pl.LightningDataModule):
         self.datasets: tuple[AVDataset, AVDataset | None, AVDataset | None] | None = None
 
     def _dataset(self, path: str, labelled: bool, train: bool) -> AVDataset:
-        d = self.data_cfg
+        d, pl_cfg = self.data_cfg, self.cfg.pl
+        oracle = not labelled and train and pl_cfg.mode == "oracle"
         return AVDataset.from_manifest(
             path,
             d,
@@ -149,6 +151,7 @@ class USRDataModule(pl.LightningDataModule):
             train=train,
             tokenizer=self.tokenizer,
             seed=self.cfg.trainer.seed,
+            oracle_wer=pl_cfg.oracle_wer if oracle else None,
         )
 
     def load_datasets(self) -> None:
@@ -214,6 +217,7 @@ class USRModule(pl.LightningModule):
         self.data_state: dict | None = None
         self._last_end: float | None = None
         self._val: dict[str, list[int]] = {}
+        self.pl_quality = QualityWindow(cfg.trainer.log_every)
 
     # optimisation set-up
     def trainable(self) -> list[torch.nn.Parameter]:
@@ -275,6 +279,12 @@ class USRModule(pl.LightningModule):
         start = self._sync_time()
         result = self.run_step(training_step, batch)
         logs = {**result.logs, "train/skipped_steps": float(self.skipped_steps)}
+        unlabelled = batch.unlabelled
+        if result.pseudo_labels is not None and unlabelled.transcripts is not None:
+            counts = label_errors(result.pseudo_labels, unlabelled.transcripts,
+                                  unlabelled.transcript_lengths, self.tokenizer.decode,
+                                  self.model.config.eos)  # fmt: skip
+            logs.update(self.pl_quality.add(counts))
         if result.applied:
             logs["train/epoch"] = float(batch.data_state["epoch"])
             logs["speed/frames_per_s"] = (

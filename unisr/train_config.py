@@ -57,7 +57,9 @@ class DataSection(DataConfig):
     ``unlabelled`` exactly when ``pl.mode`` pseudo-labels; pre-training needs only ``unlabelled``.
     """
 
-    labelled: str = required("", "the labelled training manifest", ("train",))
+    labelled: str | list[str] = required(
+        "", "the labelled training manifest (or a list of them)", ("train",)
+    )
     unlabelled: str | None = required(None, "the unlabelled clips' manifest", ("pretrain",))
     val: str | None = required(
         None, "the validation manifest, or null for no validation", ("train",)

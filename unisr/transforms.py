@@ -68,7 +68,10 @@ def time_mask_spans(
 ) -> list[tuple[int, int]]:
     """Adaptive temporal masking (USR): ``ceil(length / stride)`` masks, each of a width drawn
     uniformly from ``[0, window)`` at a uniform start, so longer clips get more masks but no
-    single mask reaches ``window``. Returns (start, width) pairs, zero widths dropped."""
+    single mask reaches ``window``. Returns (start, width) pairs, zero widths dropped; a window
+    of 0 (masking switched off) gives none."""
+    if window <= 0:
+        return []
     spans = []
     for _ in range(-(-length // stride)):
         width = min(int(rng.integers(0, window)), length)
