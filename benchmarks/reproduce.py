@@ -693,7 +693,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     p.add_argument("--out", default="runs/reproduce", help="run folder (a rerun resumes it)")
     p.add_argument("--results", default=str(ROOT / "docs" / "RESULTS.md"))
     p.add_argument("--start", type=int, default=1200, help="shared labelled-only steps")
-    p.add_argument("--steps", type=int, default=600, help="steps of every arm after the start")
+    p.add_argument("--steps", type=int, default=300, help="steps of every arm after the start")
     p.add_argument("--beam", type=int, default=10)
     p.add_argument("--noise-clips", type=int, default=100, help="test clips decoded in noise")
     p.add_argument("--ablations", action="store_true", help=f"also {', '.join(ABLATIONS)}")
