@@ -5,7 +5,7 @@ PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-slow demo reproduce reproduce-ablations bench bench-prepare lint clean
+.PHONY: setup test test-slow demo reproduce reproduce-ablations bench bench-prepare gpu-check gpu-wheels lint clean
 
 # Idempotent: creates the venv, installs torch first (unless one is already importable, e.g. on a
 # GPU image), pins the installed torch in a constraints file, then installs unisr with the test
@@ -45,6 +45,25 @@ bench: setup
 # Face-video preparation speed (frames/s per core) on the shared official-crop videos.
 bench-prepare: setup
 	$(PY) benchmarks/prepare.py
+
+# One prepared command for a GPU machine (benchmarks/gpu_check.py, about 5 min on an H100/H200):
+# the device tests and the GPU benchmark rows, written to BENCHMARKS.md. It needs no venv: a
+# machine's own python3 with torch and lightning will do, plus the wheels of `make gpu-wheels`
+# (PyAV, soundfile, jiwer) carried in .whl/ where it has no registry. DRY=1: toy sizes on the CPU.
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+GPU_CHECK_OUT ?= $(if $(DRY),/tmp/unisr-gpu-check.md)
+
+gpu-check:
+	@if [ -d .whl ] && ! $(GPU_PY) -c "import av, soundfile, jiwer" 2>/dev/null; then \
+	  $(GPU_PY) -m pip install -q --no-index --no-deps --target /tmp/unisr-site .whl/*.whl; fi
+	PYTHONPATH=$(CURDIR):/tmp/unisr-site $(GPU_PY) benchmarks/gpu_check.py \
+	  $(if $(DRY),--dry) $(if $(GPU_CHECK_OUT),--out $(GPU_CHECK_OUT))
+
+# Wheels for a GPU machine without a registry (Python 3.12, x86-64), into .whl/ (git-ignored).
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d .whl av soundfile jiwer rapidfuzz
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -39,3 +41,23 @@ def write_section(heading: str, body: str, path: Path = BENCHMARKS_MD) -> None:
         end = text.find("\n## ", start + len(heading))
         text = text[:start] + section + (text[end:] if end >= 0 else "")
     path.write_text(text, encoding="utf-8")
+
+
+def publish(section: str, note: str, lines: list[str], write: bool) -> None:
+    """Print a report (command, machine, date and load, ``note``, then ``lines``) and, with
+    ``write``, record it as ``section`` of BENCHMARKS.md."""
+    command = " ".join(["python", *sys.argv])
+    load, today = os.getloadavg()[0], datetime.date.today().isoformat()
+    body = "\n".join(
+        [
+            f"Command: `{command}`  ",
+            f"Machine: {machine()}  ",
+            f"Date: {today} (load average {load:.1f}; the machine is shared)  ",
+            note,
+            "",
+            *lines,
+        ]
+    )
+    print(body)
+    if write:
+        write_section(section, body)

@@ -121,6 +121,17 @@ def run_steps(learner: Learner, batch: TrainBatch, cfg: TrainConfig, device, bf1
     return results
 
 
+def step_flops(learner: Learner, batch: TrainBatch, cfg: TrainConfig) -> int:
+    """Floating-point operations of one training step (forward and backward of every matrix
+    product, attention and convolution; torch's ``FlopCounterMode``). The step is taken."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        training_step(learner, batch, 0, cfg.optim.max_steps, cfg)
+    return counter.get_total_flops()
+
+
 def run_mode(mode: str, args, device) -> dict:
     total = args.warmup + args.steps
     cfg = step_config(mode, total)

@@ -78,3 +78,11 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory):
+    """A tiny model trained for seconds, with held-out clips (``fitted.py``)."""
+    from fitted import fitted_model
+
+    return fitted_model(tmp_path_factory.mktemp("fitted"))

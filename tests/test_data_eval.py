@@ -161,3 +161,16 @@ def test_demo_table_reports_the_wer_of_each_model_and_decoding(checkpoint, tmp_p
     assert [r["model"] for r in wer_rows(run, tmp_path / "test.tsv", beam=2)] == [
         "USR 2.0, step 9"
     ] * 3
+
+
+def test_eval_in_bfloat16_in_groups_of_frames_matches_single_decoding(checkpoint, tmp_path):
+    rows, summary, hyps = run_eval(
+        tmp_path, checkpoint, "--dtype", "bfloat16", "--decode-frames", "12", "--modality", "av"
+    )
+    assert summary["dtype"] == "bfloat16" and summary["decoding"]["decode_frames"] == 12
+    model = load_model(checkpoint, dtype="bfloat16")
+    for row in rows:  # decoded in groups of one (12 + 9 frames padded to 24 > 12)
+        assert (
+            hyps("av")[row.id]
+            == single_decode(model, row, ("av",), DecodingOptions(beam_size=4))["av"]
+        )

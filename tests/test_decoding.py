@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from unisr.config import model_config
 from unisr.ctc_prefix import CTCPrefixScorer
-from unisr.decoding import DecodingOptions, ctc_greedy, decode_encoded
+from unisr.decoding import DecodingOptions, ctc_greedy, decode_encoded, frame_groups
 from unisr.errors import UnisrError
 from unisr.model import UnifiedModel
 
@@ -112,7 +112,13 @@ TINY_OPTIONS = [
     DecodingOptions(beam_size=4, ctc_weight=0.5, penalty=0.5, minlenratio=0.2, nbest=None),
     DecodingOptions(beam_size=1, ctc_weight=0.2, nbest=None),
     DecodingOptions(beam_size=8, maxlenratio=-3, nbest=None),
+    DecodingOptions(beam_size=4, nbest=None, decode_frames=40),  # in groups of <= 40 frames
 ]
+
+
+def test_frame_groups_fit_the_budget_longest_first():
+    assert frame_groups([30, 23, 17, 9, 4], 40) == [[0], [1], [2, 3], [4]]
+    assert frame_groups([5, 50, 5], 20) == [[1], [0, 2]]  # too long for the budget: alone
 
 
 @pytest.mark.parametrize("options", TINY_OPTIONS, ids=lambda o: f"{o.method}-{o.beam_size}")

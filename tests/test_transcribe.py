@@ -239,3 +239,14 @@ def test_cli_cropped_and_face_flags(capsys, files):
         assert "unisr[prepare]" in err
     else:
         assert "no face" in err
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_cli_transcribe_in_half_precision_equals_the_api_in_that_dtype(capsys, files, dtype):
+    args = ["transcribe", "--checkpoint", files["checkpoint"], "--video", files["mp4"]]
+    code, out, err = run_cli(capsys, *args, "--audio", files["wav"], "--beam", 4, "--dtype", dtype)
+    assert code == 0, err
+    model = unisr.load_model(files["checkpoint"], dtype=dtype)
+    assert next(model.parameters()).dtype == getattr(torch, dtype)
+    expected = model.transcribe(video=str(files["mp4"]), audio=str(files["wav"]), beam_size=4)
+    assert out == expected + "\n"

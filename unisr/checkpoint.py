@@ -190,14 +190,34 @@ def load_state(
     model.load_state_dict(state, strict=only is None)
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """A model dtype by name ("float32", "bfloat16", "float16") or as a torch dtype."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if dtype in DTYPES.values():
+        return dtype
+    raise UnisrError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+
+
 def load_model(
-    path: str | Path, units: str | Path | None = None, device: str | torch.device = "cpu"
+    path: str | Path,
+    units: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
 ) -> UnifiedModel:
     """Load a unisr checkpoint or an official ``.pth`` into an eval-mode model.
 
     The returned model carries ``model.tokenizer``. For official files pass ``units``, the
-    official unit list (``unigram1000_units.txt``).
+    official unit list (``unigram1000_units.txt``). ``dtype`` ("float32", "bfloat16" or
+    "float16") is the dtype of the weights and activations; the log-mel front-end, the scores
+    and the CTC prefix scorer compute in float32 whatever it is.
     """
+    dtype = resolve_dtype(dtype)
     data = read_checkpoint(path)
     if data.get("format") == FORMAT:
         config, tokenizer, state = unisr_parts(data, path)
@@ -219,7 +239,7 @@ def load_model(
     model = UnifiedModel(config)
     load_state(model, state, path)
     model.tokenizer = tokenizer
-    return model.to(device).eval()
+    return model.to(device=device, dtype=dtype).eval()
 
 
 def save_checkpoint(path: str | Path, model: UnifiedModel, tokenizer: Tokenizer, **extra) -> None:

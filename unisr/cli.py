@@ -52,6 +52,7 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ctc-weight", type=float, default=0.1)
     p.add_argument("--method", choices=["beam", "greedy", "ctc"], default="beam")
     p.add_argument("--device", default="cpu")
+    _add_dtype(p)
     crop = p.add_mutually_exclusive_group()
     crop.add_argument(
         "--cropped", dest="cropped", action="store_const", const=True, default=None,
@@ -84,6 +85,13 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _add_dtype(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+        help="dtype of the model's weights and activations (scores stay float32)",
+    )  # fmt: skip
+
+
 def _load_model(args: argparse.Namespace):
     """The model of ``transcribe`` / ``features``, after the checks that need none."""
     import torch
@@ -94,7 +102,7 @@ def _load_model(args: argparse.Namespace):
         raise UnisrError("give --video, --audio or both")
     if str(args.device).startswith("cuda") and not torch.cuda.is_available():
         raise UnisrError(f"device {args.device!r} requested but CUDA is not available")
-    return load_model(args.checkpoint, units=args.units, device=args.device)
+    return load_model(args.checkpoint, units=args.units, device=args.device, dtype=args.dtype)
 
 
 def _add_features(sub: argparse._SubParsersAction) -> None:
@@ -106,6 +114,7 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--streams", help="comma-separated, e.g. v,a,av (default: all the inputs allow)")
     p.add_argument("--out", required=True, help=".pt (dict of streams) or .npy (one stream)")
     p.add_argument("--device", default="cpu")
+    _add_dtype(p)
 
     def run(args: argparse.Namespace) -> int:
         import numpy as np
@@ -123,7 +132,7 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
         encoded = features(model, args.video, args.audio, streams)
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix == ".npy":
-            np.save(out, next(iter(encoded.values())).numpy())
+            np.save(out, next(iter(encoded.values())).float().numpy())  # numpy has no bf16
         else:
             torch.save(encoded, out)
         shapes = ", ".join(f"{s} {tuple(t.shape)}" for s, t in encoded.items())
@@ -252,7 +261,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="length bucket edges in frames, e.g. 50 100 200",
     )
     p.add_argument("--batch-frames", type=int, default=2000, help="frames per batch (padded)")
+    p.add_argument(
+        "--decode-frames", type=int, default=None,
+        help="padded frames beam-searched at once (default: 1500 for beam > 10, else the batch); "
+        "memory grows with it times the beam",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu")
+    _add_dtype(p)
 
     def run(args: argparse.Namespace) -> int:
         from .evaluate import eval_cli

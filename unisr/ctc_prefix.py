@@ -30,7 +30,8 @@ from torch import Tensor
 
 from .masks import length_mask
 
-LOGZERO = -1e10  # the official "log zero": finite, so differences never give NaN
+LOGZERO = -1e10  # the official "log zero": finite in float32, so differences never give NaN
+# (in fp16 it is -inf: the scorer's state is never kept in its input's dtype)
 
 
 @dataclass
@@ -50,12 +51,16 @@ class CTCPrefixScorer:
     """Prefix scores of a padded batch of CTC log-probabilities (B, T, V) with valid ``lengths``.
 
     Frames past an utterance's length become certain blanks, so padding changes no score.
+    ``logp`` may have any floating dtype: the state is float32 (float64 where it sums), and
+    log-probabilities below :data:`LOGZERO` (the -inf of an fp16 log-softmax that underflowed,
+    or -1e10 rounded to fp16) are raised to it, so every state and score is finite.
     """
 
     def __init__(self, logp: Tensor, lengths: Tensor, blank: int = 0):
         padding = ~length_mask(lengths, logp.shape[1])
-        x = logp.float().masked_fill(padding[..., None], LOGZERO)
-        x[..., blank] = logp[..., blank].float().masked_fill(padding, 0.0)
+        logp = logp.float().clamp(min=LOGZERO)
+        x = logp.masked_fill(padding[..., None], LOGZERO)
+        x[..., blank] = logp[..., blank].masked_fill(padding, 0.0)
         self.x = x.transpose(1, 2).contiguous()  # (B, V, T): a token's frames are contiguous
         # exp(x - its maximum over frames), float64 (B, V, T): prefix scores as a matrix product
         self.x_max = self.x.amax(dim=2)

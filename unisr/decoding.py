@@ -22,7 +22,7 @@ the official code computes the bound but never uses it. With the default 0 the t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ class DecodingOptions:
     maxlenratio: float = 1.0  # >0: ratio of frames; 0: frames, with end detection; <0: -tokens
     minlenratio: float = 0.0  # eos is not allowed before int(minlenratio * frames) tokens
     nbest: int | None = 1  # hypotheses returned per utterance (None: every ended one)
+    # at most this many padded frames (utterances x longest) are searched at once (None: the
+    # whole batch); beam search's memory grows with it times the beam (BENCHMARKS.md)
+    decode_frames: int | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -58,6 +61,8 @@ class DecodingOptions:
             raise UnisrError(f"ctc weight must lie in [0, 1], not {self.ctc_weight}")
         if self.nbest is not None and self.nbest < 1:
             raise UnisrError(f"nbest must be at least 1 (or None for all), not {self.nbest}")
+        if self.decode_frames is not None and self.decode_frames < 1:
+            raise UnisrError(f"decode frames must be at least 1, not {self.decode_frames}")
 
 
 @dataclass
@@ -97,14 +102,38 @@ def _ctc_log_probs(model, encoded: Tensor, lengths: Tensor, stream: str) -> Tens
     return logp
 
 
+def frame_groups(lengths: list[int], budget: int) -> list[list[int]]:
+    """Utterance indices in groups of similar length whose padded frames (utterances x
+    longest) fit ``budget``, longest first; an utterance longer than the budget goes alone."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if groups and (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= budget:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 @torch.no_grad()
 def decode_encoded(
     model, encoded: Tensor, lengths: Tensor | None, stream: str, options: DecodingOptions
 ) -> list[list[Hypothesis]]:
-    """Decode encoder outputs (B, T, D) of ``stream``; returns the n-best list per utterance."""
+    """Decode encoder outputs (B, T, D) of ``stream``; returns the n-best list per utterance.
+    Batches of more than ``options.decode_frames`` padded frames are decoded in groups."""
     if encoded.shape[0] == 0:
         return []
     lengths = _valid_lengths(lengths, encoded)
+    budget = options.decode_frames
+    if budget is not None and encoded.shape[0] > 1 and encoded.shape[0] * encoded.shape[1] > budget:
+        found: list[list[Hypothesis]] = [[] for _ in range(encoded.shape[0])]
+        whole = replace(options, decode_frames=None)
+        for group in frame_groups(lengths.tolist(), budget):
+            rows = torch.tensor(group, device=encoded.device)
+            longest = int(lengths[rows].max())
+            part = decode_encoded(model, encoded[rows, :longest], lengths[rows], stream, whole)
+            for i, nbest in zip(group, part):
+                found[i] = nbest
+        return found
     if options.method == "ctc":
         tokens, counts, scores = ctc_greedy(
             _ctc_log_probs(model, encoded, lengths, stream), lengths

@@ -39,6 +39,10 @@ from .sampler import BatchLoader, FrameBatchSampler
 from .tokenizer import normalize_text
 from .transforms import AugmentConfig
 
+# padded frames beam-searched at once for beams over 10 (unisr eval's default): beam 40 at
+# Base then stays near 1 GiB on 6 s clips, whatever --batch-frames (BENCHMARKS.md)
+DECODE_FRAMES = 1500
+
 
 @dataclass
 class EvalOptions:
@@ -283,6 +287,14 @@ def parse_snr(value: str) -> float | None:
     return snr
 
 
+def default_decode_frames(beam: int, given: int | None) -> int | None:
+    """``--decode-frames``, by default :data:`DECODE_FRAMES` for beams wider than 10 (no limit
+    for narrower ones): beam search's memory grows with frames times beam."""
+    if given is not None:
+        return given
+    return DECODE_FRAMES if beam > 10 else None
+
+
 def eval_cli(args) -> int:
     """``unisr eval``: decode a manifest with a checkpoint; write hypotheses and a summary."""
     from .checkpoint import load_model
@@ -291,13 +303,14 @@ def eval_cli(args) -> int:
     out = Path(args.out)
     check_out_dir(out, args.overwrite)
     rows = load_manifest(args.manifest, parse_roots(args.root), parse_roots(args.audio_root))
-    model = load_model(args.checkpoint, units=args.units, device=args.device)
     decoding = DecodingOptions(
         method=args.decoder,
         beam_size=args.beam,
         ctc_weight=args.ctc_weight,
         maxlenratio=args.maxlenratio,
-    )
+        decode_frames=default_decode_frames(args.beam, args.decode_frames),
+    )  # checked before the model loads
+    model = load_model(args.checkpoint, units=args.units, device=args.device, dtype=args.dtype)
     options = EvalOptions(
         streams=tuple(args.modality),
         decoding=decoding,
@@ -313,7 +326,7 @@ def eval_cli(args) -> int:
     except OSError as err:
         raise UnisrError(f"--out {out}: cannot create the folder ({err.strerror})") from None
     summary, results = evaluate(model, rows, options, progress=sys.stderr.isatty())
-    summary.update(checkpoint=str(args.checkpoint), manifest=str(args.manifest))
+    summary.update(checkpoint=str(args.checkpoint), manifest=str(args.manifest), dtype=args.dtype)
     write_outputs(out, summary, results)
     print(format_table(summary))
     if summary["skipped"]:

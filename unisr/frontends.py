@@ -83,6 +83,7 @@ class VideoFrontend(nn.Module):
 
     def forward(self, video: Tensor, lengths: Tensor | None = None) -> Tensor:
         batch, frames = video.shape[:2]
+        video = video.to(self.frontend3D[0].weight.dtype)  # float32 frames into a half model
         if lengths is not None:  # padded frames must look like the stem's own zero padding
             video = video * length_mask(lengths, frames)[:, :, None, None].to(video.dtype)
         x = self.frontend3D(video.unsqueeze(1))  # (B, C, T, H', W')
@@ -107,7 +108,7 @@ class AudioFrontend(nn.Module):
 
     def forward(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
         frames = audio.shape[1] // SAMPLES_PER_FRAME
-        x = audio[:, None, : frames * SAMPLES_PER_FRAME]
+        x = audio[:, None, : frames * SAMPLES_PER_FRAME].to(self.trunk.conv1.weight.dtype)
         samples = None if lengths is None else lengths * SAMPLES_PER_FRAME
         if samples is not None:
             x = x * length_mask(samples, x.shape[-1])[:, None, :].to(x.dtype)
@@ -167,20 +168,23 @@ class FbankFrontend(nn.Module):
         self.out_dim = channels
 
     def log_mel(self, audio: Tensor, lengths: Tensor) -> Tensor:
-        """Log-mel energies (B, n_mels, 4 * frames) of the valid samples (the rest are zeroed)."""
+        """Log-mel energies (B, n_mels, 4 * frames) of the valid samples (the rest are zeroed),
+        float32 in any model dtype and under autocast: energies span too many decades for the
+        mantissa of bf16 or the range of fp16."""
         frames = audio.shape[1] // SAMPLES_PER_FRAME
         x = audio[:, : frames * SAMPLES_PER_FRAME].float()
         x = x * length_mask(lengths * SAMPLES_PER_FRAME, x.shape[1]).to(x.dtype)
         side = (self.WINDOW - self.HOP) // 2
-        spec = torch.stft(
-            nn.functional.pad(x, (side, side)),
-            n_fft=self.WINDOW,
-            hop_length=self.HOP,
-            window=self.window,
-            center=False,
-            return_complex=True,
-        )  # (B, 201, 4 * frames)
-        return torch.log(self.filters.T @ spec.abs().square() + 1e-6)
+        with torch.autocast(x.device.type, enabled=False):
+            spec = torch.stft(
+                nn.functional.pad(x, (side, side)),
+                n_fft=self.WINDOW,
+                hop_length=self.HOP,
+                window=self.window.float(),
+                center=False,
+                return_complex=True,
+            )  # (B, 201, 4 * frames)
+            return torch.log(self.filters.float().T @ spec.abs().square() + 1e-6)
 
     def features(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Log-mel energies normalised per utterance and mel bin; padding frames are zero."""
@@ -205,9 +209,10 @@ class FbankFrontend(nn.Module):
         return x.masked_fill(masked[:, :, None], 0.0)
 
     def forward(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
-        x = self.features(audio, lengths)
+        x = self.features(audio, lengths)  # float32 whatever the model's dtype
         if self.training and self.freq_masks:
             x = self.mask_frequencies(x)
+        x = x.to(self.conv1.weight.dtype)
         if lengths is None:
             return self.act(self.conv2(self.act(self.conv1(x)))).transpose(1, 2)
         x = self.act(self.conv1(x)) * length_mask(lengths * 2, x.shape[-1] // 2)[:, None, :]

@@ -111,14 +111,15 @@ class RelPositionAttention(nn.Module):
         # row (T-1) - (i - j) of the table holds distance i - j
         index = torch.arange(length, device=x.device)
         index = (length - 1 - index[:, None] + index[None, :]).expand(batch, self.heads, -1, -1)
-        bias = torch.gather(scores_pos, -1, index) / math.sqrt(self.d_k)
+        # the bias joins q's scores in q's dtype, so padding takes that dtype's own minimum
+        bias = (torch.gather(scores_pos, -1, index) / math.sqrt(self.d_k)).to(q.dtype)
         if key_mask is not None:
             bias = bias.masked_fill(~key_mask[:, None, None, :], torch.finfo(bias.dtype).min)
         out = F.scaled_dot_product_attention(
             q + self.pos_bias_u[:, None, :],
             k,
             v,
-            attn_mask=bias.to(q.dtype),
+            attn_mask=bias,
             dropout_p=self.dropout if self.training else 0.0,
         )
         return self.linear_out(out.transpose(1, 2).reshape(batch, length, -1))
@@ -283,9 +284,11 @@ class DecoderLayer(nn.Module):
         if frames is None:
             return att.split(att.linear_k(memory)), att.split(att.linear_v(memory))
         valid = memory.flatten(0, 1).index_select(0, frames)
-        keys_values = memory.new_zeros(2, memory.shape[0] * memory.shape[1], memory.shape[2])
-        keys_values[0].index_copy_(0, frames, att.linear_k(valid))
-        keys_values[1].index_copy_(0, frames, att.linear_v(valid))
+        keys, values = att.linear_k(valid), att.linear_v(valid)
+        # the projections' dtype, which autocast may make lower than the memory's
+        keys_values = keys.new_zeros(2, memory.shape[0] * memory.shape[1], memory.shape[2])
+        keys_values[0].index_copy_(0, frames, keys)
+        keys_values[1].index_copy_(0, frames, values)
         keys, values = keys_values.view(2, *memory.shape)
         return att.split(keys), att.split(values)
 
@@ -352,8 +355,8 @@ class Decoder(nn.Module):
 
     def _embed(self, tokens: Tensor, start: int) -> Tensor:
         positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
-        x = self.embed(tokens) * math.sqrt(self.d_model) + sinusoids(positions, self.d_model)
-        return self.dropout(x)
+        x = self.embed(tokens) * math.sqrt(self.d_model)
+        return self.dropout(x + sinusoids(positions, self.d_model).to(x.dtype))
 
     @staticmethod
     def _mask(memory_mask: Tensor | None) -> Tensor | None:
@@ -376,13 +379,15 @@ class Decoder(nn.Module):
     ) -> DecoderState:
         """Empty cache for ``memory.shape[0] * group`` hypotheses."""
         att = self.decoders[0].self_attn
-        empty = memory.new_zeros(memory.shape[0] * group, att.heads, 0, att.d_k)
         frames = None
         if memory_mask is not None and not memory_mask.all():
             frames = memory_mask.flatten().nonzero().squeeze(1)
+        memory_kv = [layer.memory(memory, frames) for layer in self.decoders]
+        # the cache holds what the projections give (under autocast: its lower precision)
+        empty = memory_kv[0][0].new_zeros(memory.shape[0] * group, att.heads, 0, att.d_k)
         return DecoderState(
             self_kv=[(empty, empty) for _ in self.decoders],
-            memory_kv=[layer.memory(memory, frames) for layer in self.decoders],
+            memory_kv=memory_kv,
             memory_mask=self._mask(memory_mask),
             group=group,
             position=0,

@@ -79,7 +79,7 @@ def teacher_targets(teacher: UnifiedModel, video: Tensor, audio: Tensor, lengths
     """The teacher's average encoder-block output on the unmasked AV clip, instance-normalised."""
     blocks: list[Tensor] = []
     teacher.encode(video, audio, lengths, streams=("av",), blocks=blocks)
-    average = torch.stack(blocks).mean(0)
+    average = torch.stack(blocks).float().mean(0)  # float32 targets under autocast too
     return instance_norm(average, length_mask(lengths, average.shape[1]))
 
 

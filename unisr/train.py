@@ -494,7 +494,8 @@ def build_trainer(cfg: TrainConfig, callbacks: list) -> pl.Trainer:
         strategy = DDPStrategy(find_unused_parameters=True)
     precision = t.precision
     if precision == "auto":
-        precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
+        bf16 = accelerator == "gpu" and torch.cuda.is_bf16_supported()
+        precision = "bf16-mixed" if bf16 else "32-true"
     out = Path(t.out_dir)
     validate = bool(cfg.data.val)
     if t.progress_bar:  # redraw less often when the output is a log file

@@ -37,6 +37,19 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 COMMANDS = ("train", "pretrain")
 REQUIRED = "???"  # a recipe's value that the command line must give
 SUPERVISED = "supervised"  # pl.mode of a run without pseudo-labels
+# Training precisions. Weights, the EMA teacher and AdamW's state stay float32 in both; the
+# other Lightning precisions are refused, with the reason.
+PRECISIONS = ("auto", "32-true", "bf16-mixed")
+_HALF_WEIGHTS = (
+    "weights in half precision lose the EMA teacher's updates (1 - momentum = 0.2 % of a "
+    "weight is below bf16's resolution) and AdamW's small steps; use bf16-mixed"
+)
+REFUSED_PRECISIONS = {
+    "16-mixed": "fp16 needs a loss scaler, whose scaled gradients the step would clip and whose "
+    "overflow steps it would skip for good; use bf16-mixed (A100, H100 and newer GPUs)",
+    "bf16-true": _HALF_WEIGHTS,
+    "16-true": _HALF_WEIGHTS,
+}
 # data.augment keys the trainer sets from the model config, and the model key to set instead:
 # training must see the crops that evaluation and transcription take from the checkpoint's config
 SET_BY_MODEL = {"crop": "model.crop_size", "resize": "model.image_size"}
@@ -107,8 +120,8 @@ class TeacherSection:
 @dataclass
 class TrainerSection:
     """Run mechanics. ``devices``/``num_nodes``: "auto" reads torchrun or SLURM variables.
-    ``precision``: "auto" = bf16-mixed on GPU, 32-true on CPU. Intervals count optimizer steps
-    (``val_every`` 0 = once per epoch)."""
+    ``precision``: "auto" = bf16-mixed on GPU, 32-true on CPU (:data:`PRECISIONS`). Intervals
+    count optimizer steps (``val_every`` 0 = once per epoch)."""
 
     out_dir: str = "runs/train"
     seed: int = 42
@@ -125,6 +138,14 @@ class TrainerSection:
     keep_checkpoints: int = 10
     average_last: int = 10
     progress_bar: bool = True
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            why = REFUSED_PRECISIONS.get(self.precision, "")
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
+                + (f": {why}" if why else "")
+            )
 
 
 @dataclass
