@@ -29,6 +29,19 @@ def official_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _same_torch_state_for_every_test():
+    """Each test starts from torch's global seed 0 and the session's thread count, and whatever
+    it changes (training sets its own thread count) is put back: a test's outcome does not
+    depend on which tests ran before it. (pytest-randomly shuffles the order and reseeds
+    ``random`` and numpy the same way.)"""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+
+
+@pytest.fixture(autouse=True)
 def _face_model_never_downloads(monkeypatch, tmp_path_factory):
     """The cached face model is the fixture's copy (absent without ../shared) and its download
     URL a local file that does not exist: no test reaches the network."""

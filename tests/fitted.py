@@ -4,6 +4,9 @@ held-out clips to label or transcribe."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +75,35 @@ class Fitted:
     held_out: Batch
 
 
+@contextmanager
+def pinned_torch_state(threads: int = 1) -> Iterator[None]:
+    """Run the body with what a CPU fit depends on pinned, and put it back afterwards: the
+    thread count (it changes the order of float sums, so a model fitted on 1 thread differs from
+    one fitted on 2, and a training test leaves its own count behind), the global RNGs and
+    deterministic algorithms. The fitted model is then the same whatever ran before it."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.get_rng_state(), np.random.get_state(), random.getstate())  # fmt: skip
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(0)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1])
+        torch.set_rng_state(saved[2])
+        np.random.set_state(saved[3])
+        random.setstate(saved[4])
+
+
 def fitted_model(folder: Path, steps: int = STEPS) -> Fitted:
-    """A tiny model trained on the labelled losses alone for ``steps`` AdamW steps."""
+    """A tiny model trained on the labelled losses alone for ``steps`` AdamW steps, the same
+    whatever state earlier tests left behind (``pinned_torch_state``)."""
+    with pinned_torch_state():
+        return _fit(folder, steps)
+
+
+def _fit(folder: Path, steps: int) -> Fitted:
     tokenizer = Tokenizer.train([" ".join(WORDS)] * 4 + WORDS, 24, folder / "tokenizer.model")
     train, held_out = clips(48, seed=0), clips(16, seed=1)
     torch.manual_seed(0)

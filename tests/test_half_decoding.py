@@ -63,6 +63,8 @@ def encoded(fitted):
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 @pytest.mark.parametrize("method", ["ctc", "greedy", "beam"])
 def test_half_models_decode_with_finite_scores_close_to_float32(fitted, encoded, dtype, method):
+    """The same model in half precision finds the float32 hypotheses, but for a near-tie or two,
+    with finite scores."""
     lengths, references = fitted.held_out.lengths, fitted.references
     options = DecodingOptions(method=method, beam_size=4, ctc_weight=0.3)
     model, outputs = encoded[dtype]
@@ -73,13 +75,17 @@ def test_half_models_decode_with_finite_scores_close_to_float32(fitted, encoded,
                               lengths, stream, options)  # fmt: skip
         scores = [h.score for nbest in half for h in nbest]
         assert all(torch.tensor(scores).isfinite()), (stream, scores)
-        errors_half, words = word_errors(references, [n[0].text for n in half])
-        errors_full, _ = word_errors(references, [n[0].text for n in full])
-        # the model is trained, so the comparison means something (its one-layer decoder alone,
-        # greedy, gets about half of the held-out words wrong)
-        assert errors_full < (0.7 if method == "greedy" else 0.5) * words
-        differ = abs(errors_half - errors_full)
-        assert differ <= max(2, 0.05 * words), (stream, errors_half, errors_full)
+        full_texts, half_texts = [n[0].text for n in full], [n[0].text for n in half]
+        # the comparison means something only if the model is trained: CTC and the beam get
+        # 6-14 of the 42 held-out words wrong (the fit is pinned, so this does not drift with
+        # the tests run before it); greedy attention from the one-layer decoder alone gets
+        # about half wrong, so it is held to agreement with float32 only
+        if method != "greedy":
+            assert word_errors(references, full_texts)[0] < 0.5 * len(" ".join(references).split())
+        # measured: at most 1 of the 16 hypotheses differs (a near-tie); broken half-precision
+        # decoding changes most of them
+        changed = sum(f != h for f, h in zip(full_texts, half_texts, strict=True))
+        assert changed <= 3, (stream, full_texts, half_texts)
 
 
 def test_dtype_names():
