@@ -264,7 +264,9 @@ def test_transcribe_crops_a_raw_face_video_on_the_fly(official_model, tmp_path, 
     forced = read_mouth_video(raw, cropped=True)  # taken as it is, even though it is a face
     assert forced.shape == (FRAMES, *frames.shape[1:3])
     # audio-visual decoding of the raw video: its crops and its own sound track
-    assert isinstance(transcribe(official_model, video=raw, modality="av", method="ctc"), str)
+    assert isinstance(
+        transcribe(official_model, video=raw, modality="av", method="ctc")["text"], str
+    )
 
 
 def _phone_video(path: Path, upright: np.ndarray, sound: np.ndarray) -> None:
@@ -306,4 +308,6 @@ def test_a_phone_video_transcribes_as_it_comes(official_model, tmp_path, still):
     assert abs(len(samples) - 1.2 * 16000) <= 2048 * 16000 / 48000
     spectrum = np.abs(np.fft.rfft(samples[2000:18000]))
     assert {round(f) for f in np.argsort(spectrum)[-2:]} == {220, 330}  # 1 Hz bins: both kept
-    assert isinstance(transcribe(official_model, video=phone, modality="av", method="ctc"), str)
+    assert isinstance(
+        transcribe(official_model, video=phone, modality="av", method="ctc")["text"], str
+    )

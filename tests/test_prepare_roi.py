@@ -184,6 +184,59 @@ def test_crop_video_resamples_30_fps_and_fits_the_audio(tmp_path):
     assert sound.shape == (30 * media.SAMPLES_PER_FRAME,) and np.abs(sound).max() > 0.2
 
 
+class Posed(landmarks.Landmarker):
+    """Finds the mean face under ``poses[k]`` in the k-th frame asked, or nothing where that
+    is None (frames asked in order: one call per frame at 25 fps)."""
+
+    name = "posed"
+
+    def __init__(self, poses):
+        self.poses, self.calls = poses, 0
+
+    def detect(self, frame):
+        pose = self.poses[self.calls]
+        self.calls += 1
+        return None if pose is None else _apply(pose, mean_face()).astype(np.float32)
+
+    def close(self):
+        pass
+
+
+def test_a_second_without_a_face_is_a_black_gap_said_once(tmp_path, capsys):
+    """Frames 5-8 are missed (interpolated, as officially); frames 30-59 are a gap, after which
+    the face comes back smaller and turned: the crops beside the gap follow their own stretch."""
+    back = _similarity(0.6, -0.3, (90.0, 10.0))
+    poses = [TO_SOURCE] * 30 + [None] * 30 + [back] * 15
+    references = [0.5 * _pattern() + k for k in range(len(poses))]
+    frames = [_render(r, TO_SOURCE if p is None else p) for r, p in zip(references, poses)]
+    path = tmp_path / "clip.mp4"
+    media.write_video(path, np.stack(frames))  # the face is in the picture all along
+    detected = [None if 5 <= k < 9 else pose for k, pose in enumerate(poses)]
+
+    crops = crop_video(path, Posed(detected))
+    assert crops.shape == (75, CROP, CROP) and crops[30:60].max() == 0
+    assert crop.face_gaps(crops) == [(30, 60)]
+    for k in [*range(30), *range(60, 75)]:
+        assert np.abs(crops[k].astype(float) - _expected_crop(references[k])).mean() < 1.0, k
+    assert capsys.readouterr().err == (
+        f"unisr: {path}: no face in 1 stretch (1.2-2.4 s); it is a gap in the video stream\n"
+    )
+
+
+def test_gaps_begin_after_a_second_of_misses():
+    face = mean_face()
+    assert np.isfinite(crop.track([None] * 25 + [face] * 20)).all()  # the end copies the face
+    tracked = crop.track([None] * 26 + [face] * 20 + [None] * 26 + [face + 1.0] * 3)
+    assert np.isnan(tracked[:26]).all() and np.isnan(tracked[46:72]).all()
+    np.testing.assert_allclose(tracked[26:46], np.broadcast_to(face, (20, 68, 2)))
+    np.testing.assert_allclose(tracked[72:], np.broadcast_to(face + 1.0, (3, 68, 2)))
+    with pytest.raises(crop.NoFaceError, match="no face"):
+        crop.track([None] * 40)
+    black = np.ones((9, 4, 4), np.uint8)
+    black[:2] = black[5] = black[8] = 0
+    assert crop.face_gaps(black) == [(0, 2), (5, 6), (8, 9)]
+
+
 def test_mouth_frames_crops_face_videos_and_keeps_mouth_crops(tmp_path):
     reference = _pattern()
     face = tmp_path / "face.mp4"

@@ -88,5 +88,8 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
         "model": average_states(states),
         "averaged": [Path(p).name for p in paths],
     }
+    meta = datas[-1] if datas[-1].get("format") == FORMAT else datas[-1].get("unisr", {})
+    if meta.get("max_frames"):
+        data["max_frames"] = meta["max_frames"]
     atomic_torch_save(data, out)
     return Path(out)

@@ -25,6 +25,7 @@ from .tokenizer import Tokenizer
 
 FORMAT = "unisr"
 VERSION = 1
+DEFAULT_MAX_FRAMES = 600
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -239,6 +240,9 @@ def load_model(
     model = UnifiedModel(config)
     load_state(model, state, path)
     model.tokenizer = tokenizer
+    # the longest clip it was trained on: long inputs are cut into segments no longer (official
+    # models and older unisr files: 24 s, the official training limit)
+    model.max_frames = int(data.get("max_frames") or DEFAULT_MAX_FRAMES)
     return model.to(device=device, dtype=dtype).eval()
 
 

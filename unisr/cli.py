@@ -42,45 +42,60 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_transcribe(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("transcribe", help="transcribe a face or mouth video and/or a sound file")
+    p = sub.add_parser(
+        "transcribe",
+        help="transcribe videos and sound files of any length, as text or subtitles",
+        description="Transcribe face or mouth videos and sound files of any length: long ones "
+        "are cut at pauses the model finds; words get times from the CTC head.",
+    )
+    p.add_argument(
+        "files", nargs="*", metavar="FILE",
+        help="videos (with their own sound track for a / av), sound files or folders",
+    )  # fmt: skip
     p.add_argument("--checkpoint", required=True, help="unisr checkpoint or official .pth")
     p.add_argument("--units", help="official unit list (unigram1000_units.txt) for .pth files")
-    p.add_argument("--video", help="face or mouth-crop video, any frame rate")
-    p.add_argument("--audio", help="sound file, any rate (default: the video's own track)")
-    p.add_argument("--modality", choices=["a", "v", "av"], default=None)
+    p.add_argument("--video", help="one face or mouth-crop video, any frame rate")
+    p.add_argument("--audio", help="its sound file, any rate (default: the video's own track)")
+    p.add_argument(
+        "--modality", choices=["a", "v", "av"], default=None,
+        help="stream to decode (default: av for a video with sound, v without, a for sound)",
+    )  # fmt: skip
     p.add_argument("--beam", type=int, default=10)
     p.add_argument("--ctc-weight", type=float, default=0.1)
     p.add_argument("--method", choices=["beam", "greedy", "ctc"], default="beam")
+    p.add_argument(
+        "--max-segment", type=float, default=None, metavar="SECONDS",
+        help="longest segment decoded at once (default: the longest clip the model was "
+        "trained on, 24 s for official checkpoints)",
+    )  # fmt: skip
+    p.add_argument("--output-dir", help="write FILE's transcript as DIR/<name>.<format>")
+    p.add_argument(
+        "--output-format", default="all", choices=["txt", "srt", "vtt", "json", "all"],
+        help="with --output-dir (default: all four)",
+    )  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo files whose outputs exist (default: skip them)")  # fmt: skip
+    p.add_argument("--face-model", help="MediaPipe face_landmarker.task for face videos")
     p.add_argument("--device", default="cpu")
     _add_dtype(p)
     crop = p.add_mutually_exclusive_group()
     crop.add_argument(
         "--cropped", dest="cropped", action="store_const", const=True, default=None,
-        help="the video is already a mouth crop (default: detected)",
+        help="the videos are already mouth crops (default: detected)",
     )  # fmt: skip
     crop.add_argument(
         "--face", dest="cropped", action="store_const", const=False,
-        help="the video shows a face: crop the mouth (needs the prepare extra)",
+        help="the videos show a face: crop the mouth (needs the prepare extra)",
     )  # fmt: skip
 
     def run(args: argparse.Namespace) -> int:
-        from .checks import check_frames
-        from .decoding import DecodingOptions
-        from .transcribe import audio_samples, read_mouth_video, transcribe
+        import torch
 
-        options = DecodingOptions(
-            method=args.method, beam_size=args.beam, ctc_weight=args.ctc_weight
-        )  # checked before the model loads
-        model = _load_model(args)
-        video, audio = args.video, args.audio
-        if video is not None and args.cropped is not None:  # the user says what the video shows
-            if audio is None and args.modality in ("a", "av"):
-                audio = audio_samples(None, video)
-            frames = read_mouth_video(video, cropped=args.cropped)
-            check_frames(frames, video, model.config.crop_size)  # named by its file
-            video = frames
-        print(transcribe(model, video, audio, args.modality, options))
-        return 0
+        from .transcribe_files import transcribe_cli
+
+        if str(args.device).startswith("cuda") and not torch.cuda.is_available():
+            raise UnisrError(f"device {args.device!r} requested but CUDA is not available")
+        return transcribe_cli(args)
 
     p.set_defaults(run=run)
 

@@ -93,7 +93,7 @@ def _valid_lengths(lengths: Tensor | None, encoded: Tensor) -> Tensor:
     return lengths.to(encoded.device, torch.long)
 
 
-def _ctc_log_probs(model, encoded: Tensor, lengths: Tensor, stream: str) -> Tensor:
+def ctc_log_probs(model, encoded: Tensor, lengths: Tensor, stream: str) -> Tensor:
     """CTC log-probabilities (B, T, V), float32; the head sees the valid frames only, padding
     is zero."""
     valid = length_mask(lengths, encoded.shape[1])
@@ -135,9 +135,7 @@ def decode_encoded(
                 found[i] = nbest
         return found
     if options.method == "ctc":
-        tokens, counts, scores = ctc_greedy(
-            _ctc_log_probs(model, encoded, lengths, stream), lengths
-        )
+        tokens, counts, scores = ctc_greedy(ctc_log_probs(model, encoded, lengths, stream), lengths)
         found = [[(seq, {"ctc": s}, s, True)] for seq, s in zip(_rows(tokens, counts), scores)]
     elif options.method == "greedy":
         host = lengths.tolist()
@@ -276,7 +274,7 @@ def beam_search(
     if use_decoder:
         dec_state = model.decoder.init_state(encoded, length_mask(lengths, frames), group=beam)
     if use_ctc:
-        scorer = CTCPrefixScorer(_ctc_log_probs(model, encoded, lengths, stream), lengths)
+        scorer = CTCPrefixScorer(ctc_log_probs(model, encoded, lengths, stream), lengths)
         ctc_state = scorer.initial_state(beam)
     score = torch.full((batch, beam), -torch.inf, device=device)
     score[:, 0] = 0.0  # one running hypothesis, [sos]

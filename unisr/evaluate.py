@@ -81,6 +81,20 @@ def word_errors(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[i
     return edits, sum(len(r.split()) for r in references)
 
 
+def matched_words(reference: Sequence[str], hypothesis: Sequence[str]) -> list[tuple[int, int]]:
+    """(reference index, hypothesis index) of the words the WER alignment finds correct: the
+    words whose times can be compared with the true ones."""
+    if not reference or not hypothesis:
+        return []
+    out = jiwer.process_words(" ".join(reference), " ".join(hypothesis))
+    return [
+        (chunk.ref_start_idx + k, chunk.hyp_start_idx + k)
+        for chunk in out.alignments[0]
+        if chunk.type == "equal"
+        for k in range(chunk.ref_end_idx - chunk.ref_start_idx)
+    ]
+
+
 def score(uid: str, frames: int, reference: str, hypothesis: str) -> Utterance:
     """One utterance's error counts; ``reference`` and ``hypothesis`` are normalised texts."""
     errors, words = word_errors([reference], [hypothesis])

@@ -36,7 +36,11 @@ class MediaError(UnisrError):
 
 
 def read_video(path: str | Path, gray: bool = True) -> tuple[np.ndarray, float]:
-    """Decode every frame of a video file. Returns (frames, fps); frames uint8 (T,H,W[,3])."""
+    """Decode every frame of a video file. Returns (frames, fps); frames uint8 (T,H,W[,3]).
+
+    The frames go straight into one array sized from the declared frame count (grown, then
+    trimmed, in place when the count is off), so an hour of video needs one copy of memory.
+    """
     path = Path(path)
     if not path.is_file():
         raise MediaError(path, "file not found")
@@ -49,16 +53,34 @@ def read_video(path: str | Path, gray: bool = True) -> tuple[np.ndarray, float]:
             rate = stream.average_rate or stream.guessed_rate
             declared = stream.frames
             fmt = "gray" if gray else "rgb24"
-            frames = [upright(frame, fmt) for frame in container.decode(stream)]
+            frames, count = None, 0
+            for frame in container.decode(stream):
+                image = upright(frame, fmt)
+                if frames is None:
+                    frames = np.empty((max(declared, 1), *image.shape), np.uint8)
+                elif image.shape != frames.shape[1:]:
+                    (h, w), (h2, w2) = frames.shape[1:3], image.shape[:2]
+                    raise MediaError(path, f"frame size changes from {w}x{h} to {w2}x{h2}")
+                elif count == len(frames):
+                    _resize(frames, 2 * count)
+                frames[count] = image
+                count += 1
     except MediaError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as err:
         raise MediaError(path, f"cannot decode video ({err.__class__.__name__}: {err})") from None
-    if not frames:
+    if frames is None:
         raise MediaError(path, "video has no frames")
-    check_complete(path, len(frames), declared)
+    check_complete(path, count, declared)
     fps = float(rate) if rate else float(FPS)
-    return np.stack(frames), fps
+    _resize(frames, count)
+    return frames, fps
+
+
+def _resize(frames: np.ndarray, count: int) -> None:
+    """Grow or trim an array along its first axis in place (realloc: large blocks are remapped,
+    not copied, and pages never written cost no memory). No other reference may see its data."""
+    frames.resize((count, *frames.shape[1:]), refcheck=False)
 
 
 def upright(frame: av.VideoFrame, fmt: str = "rgb24") -> np.ndarray:
@@ -124,25 +146,50 @@ def read_video_audio(path: str | Path) -> tuple[np.ndarray, int] | None:
     return np.concatenate(chunks).astype(np.float32, copy=False), int(rate)
 
 
-_noted: set[tuple[int, int]] = set()
+_noted: set[tuple[int, int, bool]] = set()
+CANCELLED = 0.1  # mixdown RMS below this share of the channels' mean RMS: anti-phase channels
+SILENT_RMS = 1e-4  # channels quieter than this are silence, not cancellation
 
 
 def model_audio(samples: np.ndarray, rate: int, name: str | Path) -> np.ndarray:
     """Audio (S,) or (S, channels) at any rate -> float32 16 kHz mono: channels averaged, then
-    resampled. The first conversion of each kind is said once on stderr."""
+    resampled. The first conversion of each kind is said once on stderr.
+
+    Channels that cancel when averaged (anti-phase stereo, a miswired microphone) would leave
+    near-silence, so the first channel is used instead, and that is said for each such file.
+    """
     samples = samples[:, None] if samples.ndim == 1 else samples
     channels = samples.shape[1]
-    if (rate, channels) != (SAMPLE_RATE, 1) and (rate, channels) not in _noted:
-        _noted.add((rate, channels))
-        done = ["mixed down to mono"] * (channels > 1)
-        done += [f"resampled to {SAMPLE_RATE} Hz"] * (rate != SAMPLE_RATE)
+    mono = samples.mean(axis=1)
+    first = channels > 1 and _cancels(samples, mono)
+    if first:
+        print(
+            f"unisr: {name}: its channels cancel when mixed down (anti-phase stereo); "
+            "using the first channel",
+            file=sys.stderr,
+        )
+        mono = np.ascontiguousarray(samples[:, 0])
+    done = ["mixed down to mono"] * (channels > 1 and not first)
+    done += [f"resampled to {SAMPLE_RATE} Hz"] * (rate != SAMPLE_RATE)
+    if done and (rate, channels, first) not in _noted:
+        _noted.add((rate, channels, first))
         layout = "mono" if channels == 1 else f"{channels}-channel"
         print(
             f"unisr: {name}: {rate} Hz {layout} audio {' and '.join(done)} "
             "(said once for audio like this)",
             file=sys.stderr,
         )
-    return resample(samples.mean(axis=1), rate)
+    return resample(mono, rate)
+
+
+def _cancels(samples: np.ndarray, mono: np.ndarray) -> bool:
+    """Whether the mixdown ``mono`` of audible channels (S, channels) is far quieter than they
+    are. Dot products, so that an hour of audio needs no squared copy."""
+    if not len(mono):
+        return False
+    channel_rms = np.sqrt([float(column @ column) / len(mono) for column in samples.T])
+    mono_rms = np.sqrt(float(mono @ mono) / len(mono))
+    return bool(channel_rms.min() > SILENT_RMS and mono_rms < CANCELLED * channel_rms.mean())
 
 
 def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:

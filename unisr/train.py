@@ -332,6 +332,7 @@ class USRModule(pl.LightningModule):
             "train_config": plain(self.cfg.to_dict()),
             "data_state": self.data_state,
             "skipped_steps": self.skipped_steps,
+            "max_frames": longest_clip(self.trainer),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -448,6 +449,8 @@ class Checkpoints(pl.Callback):
         if not trainer.is_global_zero:
             return
         extra = {"step": trainer.global_step, "train_config": plain(module.cfg.to_dict())}
+        if longest_clip(trainer):
+            extra["max_frames"] = longest_clip(trainer)
         save_checkpoint(self.out_dir / "model.pt", module.model, module.tokenizer, **extra)
         if module.teacher is not None:
             save_checkpoint(self.out_dir / "teacher.pt", module.teacher, module.tokenizer, **extra)
@@ -457,6 +460,13 @@ class Checkpoints(pl.Callback):
 
 
 # ---------------------------------------------------------------- entry points
+
+
+def longest_clip(trainer: pl.Trainer) -> int | None:
+    """Frames of the longest training clip, stored with the model: long inputs are cut into
+    segments no longer than what it learnt from (:mod:`unisr.segment`)."""
+    datasets = getattr(trainer.datamodule, "datasets", None)
+    return max(datasets[0].lengths) if datasets and datasets[0] is not None else None
 
 
 def plain(data):

@@ -15,6 +15,11 @@ The conventions of the USR / auto_avsr family (the crops the official models wer
    colour rounded to 8 bits (the official warp writes an 8-bit image) and then grayscale
    0.2989 R + 0.587 G + 0.114 B.
 
+Long videos add one rule the official pipeline (short clips) never needed: a run of more than
+:data:`GAP_FRAMES` frames without a face (the speaker left the picture) is a gap, not a missed
+detection. Its crops are black (:func:`face_gaps` finds them), and steps 2 and 3 work within each
+stretch between gaps, so no position is made up across a gap or smeared into the faces beside it.
+
 Only the 96x96 crop is sampled (the transform and the crop are one affine map), so cropping
 costs well under a millisecond per frame. Everything here is numpy; only landmark detection needs
 the optional extra.
@@ -22,6 +27,7 @@ the optional extra.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -49,6 +55,7 @@ STABLE_POINTS = (28, 33, 36, 39, 42, 45, 48, 54)
 MOUTH = slice(48, 68)
 SMOOTH_RADIUS = 6  # frames either side: the official window of 12
 MIN_FRAMES = 12
+GAP_FRAMES = 25  # more frames than this in a row (1 s) without a face are a gap in the video
 GRAY_WEIGHTS = np.array([0.2989, 0.587, 0.114], dtype=np.float32)
 MEAN_FACE_PATH = Path(__file__).resolve().parents[1] / "assets" / "mean_face_20words.txt"
 
@@ -86,6 +93,18 @@ def fill_missing(landmarks: Sequence[np.ndarray | None]) -> np.ndarray:
     return filled.reshape(len(landmarks), -1, 2)
 
 
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in a 1-D boolean array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def face_gaps(crops: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) frame indices of each run of all-black (T, H, W) crops: where
+    :func:`crop_video` found no face, to be read as no video."""
+    return _runs(crops.max(axis=tuple(range(1, crops.ndim))) == 0)
+
+
 def smooth(landmarks: np.ndarray, radius: int = SMOOTH_RADIUS) -> np.ndarray:
     """Average (T, K, 2) landmarks over ``min(radius, t, T-1-t)`` frames either side of each
     frame t, then move each average onto frame t's own centroid."""
@@ -119,6 +138,9 @@ def crop_transforms(landmarks: np.ndarray) -> np.ndarray:
     reference = mean_face()[list(STABLE_POINTS)]
     maps = []
     for points in landmarks:
+        if np.isnan(points).any():  # a gap: nothing to align
+            maps.append(np.full((2, 3), np.nan))
+            continue
         to_reference = similarity(points[list(STABLE_POINTS)], reference)
         mouth = points[MOUTH] @ to_reference[:, :2].T + to_reference[:, 2]
         corner = np.clip(np.round(mouth.mean(axis=0) - CROP / 2), 0, REFERENCE_SIZE - CROP)
@@ -133,7 +155,10 @@ _GRID = np.stack(np.meshgrid(np.arange(CROP), np.arange(CROP)), axis=-1).astype(
 
 def crop_frame(frame: np.ndarray, transform: np.ndarray) -> np.ndarray:
     """Bilinear 96x96 grayscale crop of an RGB (H, W, 3) or gray (H, W) uint8 frame through a
-    crop -> source map from :func:`crop_transforms`; pixels outside the frame are black."""
+    crop -> source map from :func:`crop_transforms`; pixels outside the frame are black, and
+    so is all of it for a gap's NaN map."""
+    if np.isnan(transform).any():
+        return np.zeros((CROP, CROP), np.uint8)
     height, width = frame.shape[:2]
     image = frame.reshape(height, width, -1)
     xy = _GRID @ transform[:, :2].T + transform[:, 2]
@@ -152,10 +177,21 @@ def crop_frame(frame: np.ndarray, transform: np.ndarray) -> np.ndarray:
 
 
 def track(landmarks: Sequence[np.ndarray | None]) -> np.ndarray:
-    """Per-frame detections (None = missed) -> filled, smoothed (T, 68, 2) landmarks."""
+    """Per-frame detections (None = missed) -> filled, smoothed (T, 68, 2) landmarks, NaN in
+    gaps (more than :data:`GAP_FRAMES` misses in a row); each stretch between gaps on its own."""
     if len(landmarks) < MIN_FRAMES:
         raise TooShortError(f"{len(landmarks)} frames at 25 fps, need at least {MIN_FRAMES}")
-    return smooth(fill_missing(landmarks))
+    missed = np.array([points is None for points in landmarks])
+    if missed.all():
+        raise NoFaceError("no face found in any frame")
+    in_gap = np.zeros(len(landmarks), bool)
+    for start, end in _runs(missed):
+        in_gap[start:end] = end - start > GAP_FRAMES
+    shape = next(points for points in landmarks if points is not None).shape
+    tracked = np.full((len(landmarks), *shape), np.nan)
+    for start, end in _runs(~in_gap):
+        tracked[start:end] = smooth(fill_missing(landmarks[start:end]))
+    return tracked
 
 
 def crop_mouths(
@@ -225,7 +261,8 @@ def probe_video(path: Path) -> tuple[int, float]:
 
 
 def crop_video(path: str | Path, landmarker: Landmarker | None = None) -> np.ndarray:
-    """A face video file -> uint8 (T, 96, 96) grayscale mouth crops at 25 fps.
+    """A face video file -> uint8 (T, 96, 96) grayscale mouth crops at 25 fps; gaps without a
+    face are black and said once on stderr.
 
     Decodes twice (landmarks, then crops) so that memory does not grow with the video length.
     Errors name the file: :class:`MediaError`, :class:`NoFaceError`, :class:`TooShortError`.
@@ -252,9 +289,19 @@ def crop_video(path: str | Path, landmarker: Landmarker | None = None) -> np.nda
     if decoded != count:  # the packet count was off by a frame: pick again
         picks = resample_indices(decoded, fps)
     try:
-        transforms = crop_transforms(track([found.get(i) for i in picks]))
+        tracked = track([found.get(i) for i in picks])
     except (NoFaceError, TooShortError) as err:
         raise type(err)(f"{path}: {err}") from None
+    gaps = _runs(np.isnan(tracked[:, 0, 0]))
+    if gaps:
+        spans = ", ".join(f"{start / FPS:.1f}-{end / FPS:.1f} s" for start, end in gaps)
+        what = "1 stretch" if len(gaps) == 1 else f"{len(gaps)} stretches"
+        are = "it is a gap" if len(gaps) == 1 else "they are gaps"
+        print(
+            f"unisr: {path}: no face in {what} ({spans}); {are} in the video stream",
+            file=sys.stderr,
+        )
+    transforms = crop_transforms(tracked)
     crops = np.zeros((len(picks), CROP, CROP), dtype=np.uint8)
     positions = {}
     for k, index in enumerate(picks.tolist()):

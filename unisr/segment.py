@@ -1,0 +1,126 @@
+"""Long inputs cut into segments the model can decode, at pauses the model itself finds.
+
+The model is trained on clips of a few seconds (the official ones on at most 24 s) and falls
+apart on minutes decoded whole. A first pass labels every frame with its greedy CTC label,
+encoding the input in overlapping windows of the segment length and keeping each window's
+centre. A pause is a run of blank frames after which the next label starts a word (or the input
+ends): cutting in its middle splits no word. Each segment ends at the longest pause in the second
+half of the frames it may span (else in the first); where speech runs on with no pause, the cut
+is forced and the two segments overlap, each keeping the words whose centre lies on its side of
+the overlap's middle (:func:`owned`). Silences of a second or more are left out, but for a
+little either side of the speech. This works on any stream, so a video without sound is cut as
+well as audio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UnisrError
+
+OVERLAP_FRAMES = 50  # a forced cut's overlap (2 s), or a third of a shorter segment
+MIN_FRAMES = 25  # the shortest segment length accepted (1 s)
+SILENCE_FRAMES = 25  # blank runs this long (1 s) or longer are silence, not decoded ...
+PAD_FRAMES = 8  # ... but for this much of it either side of speech (0.32 s)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames ``[start, end)`` of an input, decoded as one utterance; the words whose centre
+    lies in ``[own_start, own_end)`` are this segment's (the rest belong to a neighbour that
+    overlaps it)."""
+
+    start: int
+    end: int
+    own_start: int
+    own_end: int
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+def windows(frames: int, size: int) -> list[tuple[int, int, int, int]]:
+    """Overlapping windows ``(start, end, keep_start, keep_end)`` covering ``frames`` for the
+    first pass: each keeps its centre, a quarter of ``size`` away from its edges, except at the
+    input's ends."""
+    if frames <= size:
+        return [(0, frames, 0, frames)]
+    margin = size // 4
+    hop = size - 2 * margin
+    out, start = [], 0
+    while True:
+        end = min(start + size, frames)
+        keep_start = 0 if start == 0 else start + margin
+        if end == frames:
+            out.append((start, end, keep_start, frames))
+            return out
+        out.append((start, end, keep_start, start + margin + hop))
+        start += hop
+
+
+def pauses(labels: np.ndarray, word_start: np.ndarray, blank: int = 0) -> list[tuple[int, int]]:
+    """Runs ``(first, end)`` of blank frames in per-frame labels (T,) that end where a word
+    starts or where the input ends; ``word_start[i]`` says whether id ``i`` begins a word."""
+    is_blank = labels == blank
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], is_blank.astype(np.int8), [0]))))
+    found = []
+    for first, end in zip(edges[::2].tolist(), edges[1::2].tolist()):
+        if end == len(labels) or word_start[labels[end]]:
+            found.append((first, end))
+    return found
+
+
+def speech_spans(labels: np.ndarray, blank: int = 0) -> list[tuple[int, int]]:
+    """Stretches ``[start, end)`` with labels, split at silences of ``SILENCE_FRAMES`` or more
+    and kept with ``PAD_FRAMES`` of that silence on either side: long silences (or a video
+    without a face) are never decoded."""
+    spoken = np.flatnonzero(labels != blank)
+    if len(spoken) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(spoken) > SILENCE_FRAMES)
+    firsts = spoken[np.concatenate(([0], breaks + 1))]
+    lasts = spoken[np.concatenate((breaks, [len(spoken) - 1]))]
+    return [(max(0, int(f) - PAD_FRAMES), min(len(labels), int(e) + 1 + PAD_FRAMES))
+            for f, e in zip(firsts, lasts)]  # fmt: skip
+
+
+def plan(
+    labels: np.ndarray,
+    word_start: np.ndarray,
+    max_frames: int,
+    blank: int = 0,
+) -> list[Segment]:
+    """Segments of at most ``max_frames`` covering the speech (:func:`speech_spans`) in
+    per-frame greedy CTC labels (T,), cut at pauses (see the module docstring). A forced cut's
+    overlap must hold any word that straddles it."""
+    if max_frames < MIN_FRAMES:
+        raise UnisrError(f"segments of {max_frames} frames are too short: at least {MIN_FRAMES}")
+    overlap = min(OVERLAP_FRAMES, max_frames // 3)
+    cuts = [((first + end) // 2, end - first) for first, end in pauses(labels, word_start, blank)]
+    segments: list[Segment] = []
+    for start, total in speech_spans(labels, blank):
+        own_start = start
+        while total - start > max_frames:
+            hi = start + max_frames
+            inside = [(length, cut) for cut, length in cuts if start + max_frames // 2 <= cut <= hi]
+            inside = inside or [(length, cut) for cut, length in cuts if start < cut <= hi]
+            if inside:
+                cut = max(inside)[1]  # the longest pause; of equals, the latest
+                segments.append(Segment(start, cut, own_start, cut))
+                start = own_start = cut
+            else:  # no pause: overlap, and split ownership in the overlap's middle
+                end = start + max_frames
+                middle = end - overlap // 2
+                segments.append(Segment(start, end, own_start, middle))
+                start, own_start = end - overlap, middle
+        segments.append(Segment(start, total, own_start, total))
+    return [s for s in segments if (labels[s.start : s.end] != blank).any()]
+
+
+def owned(segment: Segment, start: int, end: int) -> bool:
+    """Whether a word on frames ``[start, end)`` of the input belongs to ``segment``."""
+    centre = (start + end) / 2
+    return segment.own_start <= centre < segment.own_end
