@@ -260,6 +260,11 @@ def transcribe_sources(
     if max_seconds is not None and max_seconds <= 0:
         raise UnisrError(f"the segment length must be positive, not {max_seconds} s")
     max_frames = round(max_seconds * FPS) if max_seconds else getattr(model, "max_frames", 600)
+    if options.method == "beam":  # wide beams search a batch in groups, as `unisr eval` does
+        from .evaluate import default_decode_frames
+
+        limit = default_decode_frames(options.beam_size, options.decode_frames)
+        options = replace(options, decode_frames=limit)
     planned = [
         (k, seg) for k, src in enumerate(sources) for seg in _plan(model, src, stream, max_frames)
     ]
