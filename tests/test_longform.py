@@ -64,10 +64,14 @@ def test_windows_tile_the_input_with_their_centres():
 STARTS = np.array([False, True, False, True, True, False])  # per id: blank, A, b, C, D, eos
 
 
-def test_pauses_are_blank_runs_before_a_word_start():
-    labels = np.array([0, 0, 1, 0, 0, 2, 0, 0, 0, 3, 0])
-    # the run before "b" (frames 3-4) would split the word A b
-    assert pauses(labels, STARTS) == [(0, 2), (6, 9), (10, 11)]
+def test_pauses_are_blank_runs_of_a_few_frames_marked_when_a_word_follows():
+    labels = np.array([0, 0, 0, 1, 0, 0, 0, 2, 0, 3, 0, 0, 0, 0, 3, 0, 0, 0])
+    assert [(p.first, p.end, p.before_word) for p in pauses(labels, STARTS)] == [
+        (0, 3, True),
+        (4, 7, False),  # before "b", the rest of a word
+        (10, 14, True),
+        (15, 18, True),  # the input ends
+    ]  # the single blank at 8 is the gap between two tokens
 
 
 def test_segments_end_at_the_longest_pause_and_never_exceed_the_limit():
@@ -200,3 +204,27 @@ def test_a_stretch_without_a_face_is_a_gap_in_the_video_stream(fitted, monkeypat
     segments = _plan(model, source, "v", 40)
     assert not [s for s in segments if s.start < 120 and s.end > 60]  # frames 40-140 are black
     assert segments[0].start == 0 and segments[-1].end == len(video)
+
+
+def test_a_video_is_cut_where_the_lips_are_still():
+    """Without sound, cuts follow lip motion: synthetic 'sentences' of moving frames between
+    still stretches are each decoded whole."""
+    from unisr.segment import lip_motion
+
+    rng = np.random.default_rng(0)
+    parts, stills = [], []
+    for _ in range(12):
+        speech = rng.integers(0, 255, (int(rng.integers(40, 60)), 8, 8), dtype=np.uint8)
+        pause = np.repeat(speech[-1:], int(rng.integers(6, 12)), axis=0)
+        start = sum(len(p) for p in parts) + len(speech)
+        stills.append((start + 1, start + len(pause)))
+        parts += [speech, pause]
+    frames = np.concatenate(parts)
+    motion = lip_motion(frames, chunk=7)  # chunks must not change it
+    assert np.allclose(motion, lip_motion(frames))
+    labels = np.full(len(frames), 3)  # a model that hears words everywhere
+    segments = plan(labels, STARTS, max_frames=83, motion=motion)
+    assert all(s.frames <= 83 for s in segments)
+    for a, b in zip(segments, segments[1:]):
+        assert a.end == b.start
+        assert any(lo <= a.end <= hi for lo, hi in stills), (a, stills)

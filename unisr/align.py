@@ -3,9 +3,9 @@ log-probabilities of the frames it was decoded from (Viterbi over the CTC topolo
 optional between tokens and required between repeats), then grouped into words.
 
 A frame is 40 ms (25 fps, the encoder's rate for every stream). A word starts at the first frame
-of its first token and ends after the last frame of its last token; its probability is the mean
-of its tokens' posteriors at the frames that best carry them (CTC emits a token on one or two
-frames, the rest is blank).
+of its first sounded token (not a bare word mark) and ends after the last frame of its last one;
+its probability is the mean of its tokens' posteriors at the frames that best carry them (CTC
+emits a token on one or two frames, the rest is blank).
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ def words_of(
 
 def _word(members, tokens, pieces, spans, probs, offset) -> Word:
     text = "".join(pieces[tokens[u] - 1] for u in members).replace(WORD_MARK, "").strip()
-    start = offset + float(spans[members[0], 0]) * FRAME_SECONDS
-    end = offset + float(spans[members[-1], 1] + 1) * FRAME_SECONDS
+    # a bare word mark is silent: CTC puts it anywhere in the pause before the word
+    sounded = [u for u in members if pieces[tokens[u] - 1] != WORD_MARK] or members
+    start = offset + float(spans[sounded[0], 0]) * FRAME_SECONDS
+    end = offset + float(spans[sounded[-1], 1] + 1) * FRAME_SECONDS
     return Word(text, start, end, float(np.mean(probs[members])))

@@ -34,7 +34,7 @@ from .checks import BadData as BadData
 from .errors import UnisrError
 from .manifest import ManifestRow, load_manifest, parse_roots
 from .media import SAMPLES_PER_FRAME, MediaError
-from .transforms import AugmentConfig, add_noise, audio_view, video_view
+from .transforms import AugmentConfig, add_noise, audio_view, jitter_edges, video_view
 
 
 class TextEncoder(Protocol):
@@ -262,23 +262,25 @@ class AVDataset(torch.utils.data.Dataset):
 
     def _views(self, item: dict, clip: Clip, rng: np.random.Generator) -> None:
         cfg, aug = self.cfg, self.cfg.augment
-        audio = clip.audio_float()
+        frames, audio = clip.frames, clip.audio_float()
+        if self.train and aug.edge_jitter > 0:  # one timeline for every view of the clip
+            frames, audio = jitter_edges(frames, audio, aug.edge_jitter, rng)
         if not self.train:
             if self.snr is not None:
                 audio = add_noise(audio, self.noise, self.snr, rng)
-            item["video"], item["audio"] = video_view(clip.frames, aug), audio_view(audio, aug)
+            item["video"], item["audio"] = video_view(frames, aug), audio_view(audio, aug)
             return
         noisy = audio
         if self.noise is not None and rng.random() < cfg.noise_prob:
             noisy = add_noise(audio, self.noise, float(rng.choice(cfg.noise_snrs)), rng)
         if self.labelled:
             mask = cfg.mask_labelled
-            item["video"] = video_view(clip.frames, aug, rng, mask=mask)
+            item["video"] = video_view(frames, aug, rng, mask=mask)
             item["audio"] = audio_view(noisy, aug, rng, mask=mask)
             return
-        item["video"] = video_view(clip.frames, aug, rng)
+        item["video"] = video_view(frames, aug, rng)
         item["audio"] = audio_view(audio, aug)
-        item["video_student"] = video_view(clip.frames, aug, rng, mask=True)
+        item["video_student"] = video_view(frames, aug, rng, mask=True)
         item["audio_student"] = audio_view(noisy, aug, rng, mask=True)
 
 
