@@ -5,7 +5,7 @@ PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-slow demo reproduce reproduce-ablations bench bench-prepare gpu-check gpu-wheels lint clean
+.PHONY: setup test test-slow demo reproduce reproduce-ablations bench bench-prepare bench-longform gpu-check gpu-wheels lint clean
 
 # Idempotent: creates the venv, installs torch first (unless one is already importable, e.g. on a
 # GPU image), pins the installed torch in a constraints file, then installs unisr with the test
@@ -42,6 +42,20 @@ reproduce-ablations: setup
 
 bench: setup
 	$(PY) benchmarks/decode.py
+
+# Long-form transcription (benchmarks/longform.py): joined test clips of 1, 5, 20 and 60 minutes,
+# WER against the clips one by one, word times, real-time factor and memory. Trains its model
+# first if it is not there (the base corpus and 2,400 labelled-only steps,
+# about 20 min on 2 cores).
+LONGFORM_MODEL ?= runs/longform_model/model.pt
+bench-longform: setup $(LONGFORM_MODEL)
+	$(PY) benchmarks/longform.py --checkpoint $(LONGFORM_MODEL) --hour --face --write
+
+runs/longform_model/model.pt:
+	$(PY) -c "from pathlib import Path; from unisr.demo import ensure_corpus; \
+	  ensure_corpus(Path('data/synth_base_grid'), workers=2, size='base')"
+	$(VENV)/bin/unisr train synth_base pl.mode=supervised data.unlabelled=null optim.max_steps=2400 \
+	  trainer.val_every=400 trainer.out_dir=runs/longform_model
 
 # Face-video preparation speed (frames/s per core) on the shared official-crop videos.
 bench-prepare: setup

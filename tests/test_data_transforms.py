@@ -12,7 +12,6 @@ from unisr.transforms import (
     AugmentConfig,
     add_noise,
     audio_view,
-    jitter_edges,
     random_crop,
     time_mask_spans,
     video_view,
@@ -111,23 +110,3 @@ def test_zero_mask_windows_switch_the_student_masks_off():
     assert not (video == 0).all(dim=(1, 2)).any()
     audio = audio_view(np.ones(60 * 640, np.float32), cfg, np.random.default_rng(0), mask=True)
     assert not (audio == 0).any()
-
-
-def test_edge_jitter_moves_each_end_of_a_clip_together_in_both_streams():
-    frames = (np.arange(40, dtype=np.uint8) + 1)[:, None, None].repeat(4, 1).repeat(4, 2)
-    audio = np.repeat(np.arange(40, dtype=np.float32) + 1, 640)  # each frame's audio: its number
-    rng = np.random.default_rng(0)
-    shifts = set()
-    for _ in range(200):
-        f, a = jitter_edges(frames, audio, 0.16, rng)
-        assert len(a) == 640 * len(f) and 32 <= len(f) <= 48
-        chunks = a.reshape(len(f), 640)
-        padded = (chunks == 0).all(axis=1)  # the edge frame repeated over silence
-        assert (chunks[~padded] == f[~padded, :1, 0]).all()  # frames and audio stay together
-        real = f[~padded, 0, 0].astype(int)
-        assert np.array_equal(real, np.arange(real[0], real[-1] + 1))  # whole frames, in order
-        lead = int(np.argmin(padded))
-        assert (f[:lead] == f[lead]).all() and not padded[lead : len(real) + lead].any()
-        shifts.add((lead - (real[0] - 1), (len(f) - lead - len(real)) - (40 - real[-1])))
-    assert {s for s, _ in shifts} == set(range(-4, 5)) == {e for _, e in shifts}
-    assert jitter_edges(frames, audio, 0.0, rng)[0] is frames

@@ -34,7 +34,7 @@ from .checks import BadData as BadData
 from .errors import UnisrError
 from .manifest import ManifestRow, load_manifest, parse_roots
 from .media import SAMPLES_PER_FRAME, MediaError
-from .transforms import AugmentConfig, add_noise, audio_view, jitter_edges, video_view
+from .transforms import AugmentConfig, add_noise, audio_view, video_view
 
 
 class TextEncoder(Protocol):
@@ -263,8 +263,6 @@ class AVDataset(torch.utils.data.Dataset):
     def _views(self, item: dict, clip: Clip, rng: np.random.Generator) -> None:
         cfg, aug = self.cfg, self.cfg.augment
         frames, audio = clip.frames, clip.audio_float()
-        if self.train and aug.edge_jitter > 0:  # one timeline for every view of the clip
-            frames, audio = jitter_edges(frames, audio, aug.edge_jitter, rng)
         if not self.train:
             if self.snr is not None:
                 audio = add_noise(audio, self.noise, self.snr, rng)

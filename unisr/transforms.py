@@ -128,32 +128,6 @@ class AugmentConfig:
     video_mask_stride: float = 1.0
     audio_mask_window: float = 0.6
     audio_mask_stride: float = 2.0
-    # seconds each end of a training clip moves by at most, trimmed or padded (with the edge frame
-    # and silence): a model that saw every clip framed alike learns where in the clip words fall,
-    # and decodes segments cut from a long input a few frames differently far worse (0 = off)
-    edge_jitter: float = 0.0
-
-
-def jitter_edges(
-    frames: np.ndarray, audio: np.ndarray, seconds: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 frames (T,H,W) and their audio (640 T,) with each end moved by a random whole
-    number of frames up to ``seconds``: outwards by repeating the edge frame over silence, or
-    inwards by trimming (at most a quarter of the clip at each end)."""
-    limit = round(seconds * FPS)
-    if limit <= 0:
-        return frames, audio
-    per_frame = len(audio) // len(frames)
-    start, end = (int(rng.integers(-limit, limit + 1)) for _ in range(2))
-    start, end = max(start, -(len(frames) // 4)), max(end, -(len(frames) // 4))
-    frames = frames[max(0, -start) : len(frames) - max(0, -end)]
-    audio = audio[max(0, -start) * per_frame : len(audio) - max(0, -end) * per_frame]
-    if start > 0 or end > 0:
-        frames = np.concatenate([frames[:1].repeat(max(start, 0), 0), frames,
-                                 frames[-1:].repeat(max(end, 0), 0)])  # fmt: skip
-        audio = np.concatenate([np.zeros(max(start, 0) * per_frame, audio.dtype), audio,
-                                np.zeros(max(end, 0) * per_frame, audio.dtype)])  # fmt: skip
-    return frames, audio
 
 
 def video_view(
