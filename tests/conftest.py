@@ -99,3 +99,11 @@ def fitted(tmp_path_factory):
     from fitted import fitted_model
 
     return fitted_model(tmp_path_factory.mktemp("fitted"))
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """The test order's seed, at the end where ``-q`` still shows it: a failure that depends on
+    the order can be replayed."""
+    seed = config.getoption("randomly_seed", default=None)
+    if seed is not None:
+        terminalreporter.write_line(f"test order: --randomly-seed={seed} replays it")
