@@ -77,6 +77,19 @@ class Hypothesis:
     ended: bool = True
 
 
+# padded frames beam-searched at once for beams over 10 (the default of `unisr eval` and of
+# long-form transcription): beam 40 at Base then stays near 1 GiB on 6 s clips (BENCHMARKS.md)
+DECODE_FRAMES = 1500
+
+
+def default_decode_frames(beam: int, given: int | None) -> int | None:
+    """``decode_frames`` when not given: :data:`DECODE_FRAMES` for beams wider than 10 (no limit
+    for narrower ones): beam search's memory grows with frames times beam."""
+    if given is not None:
+        return given
+    return DECODE_FRAMES if beam > 10 else None
+
+
 def max_lengths(lengths: list[int], ratio: float) -> list[int]:
     """Output-length limit per utterance from its valid frames (the official rule)."""
     if ratio == 0:

@@ -32,16 +32,12 @@ from .dataset import (
     DataConfig,
     reference_text,
 )
-from .decoding import DecodingOptions, decode_encoded
+from .decoding import DecodingOptions, decode_encoded, default_decode_frames
 from .errors import UnisrError
 from .manifest import ManifestRow
 from .sampler import BatchLoader, FrameBatchSampler
 from .tokenizer import normalize_text
 from .transforms import AugmentConfig
-
-# padded frames beam-searched at once for beams over 10 (unisr eval's default): beam 40 at
-# Base then stays near 1 GiB on 6 s clips, whatever --batch-frames (BENCHMARKS.md)
-DECODE_FRAMES = 1500
 
 
 @dataclass
@@ -299,14 +295,6 @@ def parse_snr(value: str) -> float | None:
     if not math.isfinite(snr):
         raise UnisrError(f"--snr {value!r}: give a finite number in dB, or 'clean'")
     return snr
-
-
-def default_decode_frames(beam: int, given: int | None) -> int | None:
-    """``--decode-frames``, by default :data:`DECODE_FRAMES` for beams wider than 10 (no limit
-    for narrower ones): beam search's memory grows with frames times beam."""
-    if given is not None:
-        return given
-    return DECODE_FRAMES if beam > 10 else None
 
 
 def eval_cli(args) -> int:

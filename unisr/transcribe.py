@@ -26,7 +26,14 @@ from tqdm import tqdm
 
 from .align import Word, words_of
 from .checks import check_frames, check_lengths, check_samples
-from .decoding import DecodingOptions, Hypothesis, ctc_log_probs, decode_encoded, frame_groups
+from .decoding import (
+    DecodingOptions,
+    Hypothesis,
+    ctc_log_probs,
+    decode_encoded,
+    default_decode_frames,
+    frame_groups,
+)
 from .errors import UnisrError
 from .media import FPS, SAMPLES_PER_FRAME, fit_audio, model_audio, read_sound, read_video_audio
 from .segment import Segment, lip_motion, owned, plan, windows
@@ -261,8 +268,6 @@ def transcribe_sources(
         raise UnisrError(f"the segment length must be positive, not {max_seconds} s")
     max_frames = round(max_seconds * FPS) if max_seconds else getattr(model, "max_frames", 600)
     if options.method == "beam":  # wide beams search a batch in groups, as `unisr eval` does
-        from .evaluate import default_decode_frames
-
         limit = default_decode_frames(options.beam_size, options.decode_frames)
         options = replace(options, decode_frames=limit)
     # pauses and word times come from the audio head where there is audio: the heads that see
