@@ -321,7 +321,7 @@ def _plan(model, source: Source, stream: str, max_frames: int) -> list[Segment]:
     motion = None
     if stream == "v":
         # the lip-reading head emits its tokens too far from where words are said to place cuts
-        # by (on the synthetic corpus 11-16 of 24 of its pauses fell in a true pause, 25 of 25
+        # by (on the synthetic corpus 11-16 of 24 of its pauses fell in a true pause, 24-25 of 25
         # where the lips move least), so a video without sound is cut where the lips are still
         motion = lip_motion(source.video)
         if isinstance(source.video, np.ndarray):
