@@ -277,7 +277,8 @@ def transcribe_sources(
         (k, seg) for k, src in enumerate(sources) for seg in _plan(model, src, timing, max_frames)
     ]
     words: list[list[Word]] = [[] for _ in planned]
-    bar = tqdm(total=len(planned), unit="segment", disable=not progress or len(planned) < 2,
+    quiet = not progress or len(planned) < 2
+    bar = tqdm(total=len(planned), unit="segment", disable=quiet or None,  # None: on a terminal
                leave=False, file=sys.stderr)  # fmt: skip
     for group in frame_groups([seg.frames for _, seg in planned], ENCODE_FRAMES):
         spans = [(sources[planned[i][0]], planned[i][1].start, planned[i][1].end) for i in group]

@@ -118,7 +118,8 @@ def transcribe_cli(args: argparse.Namespace) -> int:
 
         landmarker = load_landmarker(args.face_model)  # a bad file fails here, once
     failed = 0
-    for job, outs in zip(tqdm(jobs, unit="file", disable=len(jobs) < 2, file=sys.stderr), outputs):
+    bar = tqdm(jobs, unit="file", disable=len(jobs) < 2 or None, file=sys.stderr)  # a terminal's
+    for job, outs in zip(bar, outputs):
         if outs and not args.overwrite and all(p.exists() for p in outs):
             print(f"unisr transcribe: {job.path}: already transcribed, skipped "
                   "(--overwrite redoes it)", file=sys.stderr)  # fmt: skip
