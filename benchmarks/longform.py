@@ -29,13 +29,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import jiwer
 import numpy as np
 import torch
 from report import publish
 
 from unisr.checkpoint import load_model
-from unisr.evaluate import word_errors
+from unisr.evaluate import matched_words, word_errors
 from unisr.manifest import read_manifest
 from unisr.media import SAMPLE_RATE, read_audio, read_video
 from unisr.tokenizer import normalize_text
@@ -140,17 +139,11 @@ def clip_errors(model, corpus: Path, count: int, modality: str, options: dict) -
 def timing_errors(truth: dict, result: dict) -> tuple[list[float], list[float]]:
     """Start and end errors (s) of the hypothesis words the WER alignment matches to the
     reference words."""
-    ref = [w for w, _, _ in truth["words"]]
+    true = truth["words"]
     hyp = [w for s in result["segments"] for w in s["words"]]
-    out = jiwer.process_words(" ".join(ref), " ".join(w["word"] for w in hyp))
-    starts, ends = [], []
-    for chunk in out.alignments[0]:
-        if chunk.type != "equal":
-            continue
-        for r, h in zip(range(chunk.ref_start_idx, chunk.ref_end_idx),
-                        range(chunk.hyp_start_idx, chunk.hyp_end_idx)):  # fmt: skip
-            starts.append(abs(hyp[h]["start"] - truth["words"][r][1]))
-            ends.append(abs(hyp[h]["end"] - truth["words"][r][2]))
+    pairs = matched_words([w for w, _, _ in true], [w["word"] for w in hyp])
+    starts = [abs(hyp[h]["start"] - true[r][1]) for r, h in pairs]
+    ends = [abs(hyp[h]["end"] - true[r][2]) for r, h in pairs]
     return starts, ends
 
 

@@ -124,11 +124,9 @@ def test_silent_stretches_are_not_decoded_and_short_limits_are_refused():
 def joined(fitted):
     """The held-out clips of the fitted model joined into one input, with each word's true
     frames (every word of those clips lasts 4 frames)."""
-    batch, texts = fitted.held_out, fitted.references
-    lengths = batch.lengths.tolist()
-    video = torch.cat([batch.video[i, :n] for i, n in enumerate(lengths)])
-    audio = torch.cat([batch.audio[i, : n * 640] for i, n in enumerate(lengths)])
-    words = " ".join(texts).split()
+    videos, audios = held_out_clips(fitted)
+    video, audio = torch.cat(videos), torch.cat(audios)
+    words = " ".join(fitted.references).split()
     return video, audio, words, np.arange(len(words)) * 4
 
 

@@ -21,11 +21,11 @@ from .config import PRESETS, ModelConfig
 from .errors import UnisrError
 from .files import atomic_write
 from .model import UnifiedModel
+from .segment import DEFAULT_MAX_FRAMES
 from .tokenizer import Tokenizer
 
 FORMAT = "unisr"
 VERSION = 1
-DEFAULT_MAX_FRAMES = 600
 
 
 def read_checkpoint(path: str | Path) -> dict:

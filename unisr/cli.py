@@ -89,12 +89,9 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
 
     def run(args: argparse.Namespace) -> int:
-        import torch
-
         from .transcribe_files import transcribe_cli
 
-        if str(args.device).startswith("cuda") and not torch.cuda.is_available():
-            raise UnisrError(f"device {args.device!r} requested but CUDA is not available")
+        _check_device(args.device)
         return transcribe_cli(args)
 
     p.set_defaults(run=run)
@@ -107,16 +104,20 @@ def _add_dtype(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _load_model(args: argparse.Namespace):
-    """The model of ``transcribe`` / ``features``, after the checks that need none."""
+def _check_device(device: str) -> None:
     import torch
 
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UnisrError(f"device {device!r} requested but CUDA is not available")
+
+
+def _load_model(args: argparse.Namespace):
+    """The model of ``features``, after the checks that need none."""
     from .checkpoint import load_model
 
     if args.video is None and args.audio is None:
         raise UnisrError("give --video, --audio or both")
-    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
-        raise UnisrError(f"device {args.device!r} requested but CUDA is not available")
+    _check_device(args.device)
     return load_model(args.checkpoint, units=args.units, device=args.device, dtype=args.dtype)
 
 

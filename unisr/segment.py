@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import UnisrError
 
+DEFAULT_MAX_FRAMES = 600  # 24 s, the official training limit: for models that store none
 OVERLAP_FRAMES = 50  # a forced cut's overlap (2 s), or a third of a shorter segment
 MIN_FRAMES = 25  # the shortest segment length accepted (1 s)
 SILENCE_FRAMES = 25  # blank runs this long (1 s) or longer are silence, not decoded ...
@@ -150,13 +151,11 @@ def plan(
             hi = start + max_frames
             if motion is not None:
                 cut = _stillest(motion, start + max_frames // 2, hi)
-                segments.append(Segment(start, cut, own_start, cut))
-                start = own_start = cut
-                continue
-            inside = [(length, cut) for cut, length in cuts if start + max_frames // 2 <= cut <= hi]
-            inside = inside or [(length, cut) for cut, length in cuts if start < cut <= hi]
-            if inside:
-                cut = max(inside)[1]  # the longest pause; of equals, the latest
+            else:
+                inside = [(n, c) for c, n in cuts if start + max_frames // 2 <= c <= hi]
+                inside = inside or [(n, c) for c, n in cuts if start < c <= hi]
+                cut = max(inside)[1] if inside else None  # the longest; of equals, the latest
+            if cut is not None:
                 segments.append(Segment(start, cut, own_start, cut))
                 start = own_start = cut
             else:  # no pause: overlap, and split ownership in the overlap's middle

@@ -449,8 +449,9 @@ class Checkpoints(pl.Callback):
         if not trainer.is_global_zero:
             return
         extra = {"step": trainer.global_step, "train_config": plain(module.cfg.to_dict())}
-        if longest_clip(trainer):
-            extra["max_frames"] = longest_clip(trainer)
+        longest = longest_clip(trainer)
+        if longest:
+            extra["max_frames"] = longest
         save_checkpoint(self.out_dir / "model.pt", module.model, module.tokenizer, **extra)
         if module.teacher is not None:
             save_checkpoint(self.out_dir / "teacher.pt", module.teacher, module.tokenizer, **extra)

@@ -36,7 +36,7 @@ from .decoding import (
 )
 from .errors import UnisrError
 from .media import FPS, SAMPLES_PER_FRAME, fit_audio, model_audio, read_sound, read_video_audio
-from .segment import Segment, lip_motion, owned, plan, windows
+from .segment import DEFAULT_MAX_FRAMES, Segment, lip_motion, owned, plan, windows
 from .tokenizer import WORD_MARK
 from .transforms import AugmentConfig, video_view
 
@@ -266,7 +266,11 @@ def transcribe_sources(
     """:func:`transcribe` of inputs already read (the command line reads each file once)."""
     if max_seconds is not None and max_seconds <= 0:
         raise UnisrError(f"the segment length must be positive, not {max_seconds} s")
-    max_frames = round(max_seconds * FPS) if max_seconds else getattr(model, "max_frames", 600)
+    max_frames = (
+        round(max_seconds * FPS)
+        if max_seconds
+        else getattr(model, "max_frames", DEFAULT_MAX_FRAMES)
+    )
     if options.method == "beam":  # wide beams search a batch in groups, as `unisr eval` does
         limit = default_decode_frames(options.beam_size, options.decode_frames)
         options = replace(options, decode_frames=limit)
