@@ -31,9 +31,10 @@ demo: setup
 	$(VENV)/bin/unisr demo
 
 # The paper's claims side by side on the `base` synthetic corpus (a rerun resumes): writes
-# docs/RESULTS.md and its plots. On 2 shared CPU cores the corpus took 16 min and the shared
-# 1,200-step phase 40 min; the five arms have not yet been timed end to end. The ablations add
-# five arms from the same shared start.
+# docs/RESULTS.md and its plots. A labelled-only seed (synth_base_seed, 2,400 steps on the first
+# 600 labelled clips), then six arms of 400 steps from its weights (synth_base), each evaluated;
+# about 80 min on 2 idle cores once the corpus is built (4.5 min). The ablations add five arms
+# from the same seed.
 reproduce: setup
 	$(PY) benchmarks/reproduce.py
 
@@ -54,8 +55,7 @@ bench-longform: setup $(LONGFORM_MODEL)
 runs/longform_model/model.pt:
 	$(PY) -c "from pathlib import Path; from unisr.demo import ensure_corpus; \
 	  ensure_corpus(Path('data/synth_base_grid'), workers=2, size='base')"
-	$(VENV)/bin/unisr train synth_base pl.mode=supervised data.unlabelled=null optim.max_steps=2400 \
-	  trainer.val_every=400 trainer.out_dir=runs/longform_model
+	$(VENV)/bin/unisr train synth_base_seed trainer.out_dir=runs/longform_model
 
 # Face-video preparation speed (frames/s per core) on the shared official-crop videos.
 bench-prepare: setup

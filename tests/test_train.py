@@ -197,3 +197,14 @@ def test_cli_prints_config_and_rejects_bad_keys(capsys):
     assert "lr: 0.01" in capsys.readouterr().out
     assert cli_main(["train", "synth_demo", "optim.nope=1"]) == 2
     assert "unknown key(s) nope" in capsys.readouterr().err
+
+
+def test_a_starved_pseudo_labelling_phase_is_named(corpus, tmp_path, recwarn):
+    """One cosine over 8 steps leaves steps 6-7 16 % of the peak on average: the run says so and
+    names the two-run form; starting at step 2 leaves enough, and nothing is said."""
+    with pytest.warns(UserWarning, match=r"teacher\.start_step=6: .* 2 pseudo-labelling steps "
+                      r"16% of the peak .*\(init\.checkpoint=SEED"):  # fmt: skip
+        run(corpus, tmp_path / "late", **{"optim.max_steps": 8, "teacher.start_step": 6})
+    recwarn.clear()
+    run(corpus, tmp_path / "early", **{"optim.max_steps": 8, "teacher.start_step": 2})
+    assert not [w for w in recwarn if "teacher.start_step" in str(w.message)]

@@ -2,6 +2,7 @@
 what a recipe must say (required keys, the supervision, the keys the model sets)."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -259,3 +260,17 @@ def test_a_written_config_loads_back_as_the_same_config(tmp_path, name, items):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False))
     assert load_config(path, command=command_of(name)) == cfg
+
+
+def test_the_benchmark_recipe_starts_from_its_seed_with_a_schedule_of_its_own():
+    """``synth_base`` is the semi-supervised stage: from the labelled-only ``synth_base_seed``'s
+    weights, pseudo-labelling from its first step, its whole cosine its own."""
+    seed, arm = load_config("synth_base_seed"), load_config("synth_base")
+    assert seed.pl.mode == "supervised" and seed.data.unlabelled is None
+    assert arm.pl.mode == "mixed" and arm.data.unlabelled
+    assert Path(arm.init.checkpoint).parent == Path(seed.trainer.out_dir)
+    assert arm.teacher.start_step == 0
+    assert (arm.model, arm.data.labelled, arm.data.frames_per_batch) == (
+        seed.model, seed.data.labelled, seed.data.frames_per_batch)  # fmt: skip
+    peak = [lr_factor(s, arm.optim.warmup_steps, arm.optim.max_steps, 0.0) for s in range(40, 60)]
+    assert min(peak) > 0.95  # the arm's first steps after its warm-up run near its peak

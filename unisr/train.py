@@ -35,6 +35,7 @@ import yaml
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_warn
 
 from .average import average_checkpoints, step_of, student_state
 from .checkpoint import FORMAT, load_state, official_state_dict, read_checkpoint, save_checkpoint
@@ -48,12 +49,21 @@ from .losses import UnlabelledHeads
 from .model import UnifiedModel
 from .pl_quality import QualityWindow, label_errors
 from .sampler import BatchLoader, FrameBatchSampler, train_iterator
-from .step import Hooks, Learner, StepResult, TrainBatch, build_optimizer, training_step
+from .step import (
+    Hooks,
+    Learner,
+    StepResult,
+    TrainBatch,
+    build_optimizer,
+    mean_lr_factor,
+    training_step,
+)
 from .tokenizer import Tokenizer, load_tokenizer
 from .train_config import InitSection, TrainConfig, load_config
 
 warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+STARVED_LR_SHARE = 0.25  # below this mean share of the peak, a pseudo-labelling phase is starved
 
 
 # ---------------------------------------------------------------- set-up helpers
@@ -229,10 +239,28 @@ class USRModule(pl.LightningModule):
         self.total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = o.warmup_steps or round(o.warmup_epochs * self.trainer.num_training_batches)
         optimizer, scheduler = build_optimizer(self.trainable(), o, self.total_steps, warmup)
+        self._warn_if_starved(max(min(warmup, self.total_steps), 1))
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def _warn_if_starved(self, warmup: int) -> None:
+        """One schedule over a labelled-only phase and pseudo-labelling (``teacher.start_step``
+        > 0) can leave the second phase a trickle of the learning rate, and then no arm moves:
+        say so, and what to do instead."""
+        start, o = self.cfg.teacher.start_step, self.cfg.optim
+        if self.teacher is None or not 0 < start < self.total_steps:
+            return
+        share = mean_lr_factor(start, self.total_steps, warmup, o.final_lr / o.lr)
+        if share < STARVED_LR_SHARE:
+            rank_zero_warn(
+                f"teacher.start_step={start}: one schedule over both phases leaves the "
+                f"{self.total_steps - start} pseudo-labelling steps {share:.0%} of the peak "
+                "learning rate on average. Train a labelled-only seed, then the semi-supervised "
+                "run from its weights with a schedule of its own (init.checkpoint=SEED/model.pt "
+                "teacher.start_step=0; docs/cpu_recipe.md)."
+            )
 
     def learner(self) -> Learner:
         return Learner(
