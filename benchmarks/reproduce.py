@@ -243,12 +243,14 @@ def curve(run_dir: Path, origin: float = 0.0, first_step: int = 0) -> list[dict]
 # ---------------------------------------------------------------- main
 
 
-def elapsed_minutes(out: Path, began: float) -> float:
-    """Minutes spent on ``out`` by this invocation and the earlier ones (a resumed run's total)."""
+def elapsed_minutes(out: Path, began: float, corpus_minutes: float) -> dict[str, float]:
+    """Minutes spent on ``out`` by this invocation and the earlier ones (a resumed run's total),
+    and of them the minutes spent building the corpus (0 when it was there already)."""
     path = out / "elapsed.json"
-    earlier = json.loads(path.read_text())["minutes"] if path.is_file() else 0.0
-    total = earlier + (time.time() - began) / 60
-    path.write_text(json.dumps({"minutes": total}))
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    total = {"minutes": earlier.get("minutes", 0.0) + (time.time() - began) / 60,
+             "corpus_minutes": earlier.get("corpus_minutes", 0.0) + corpus_minutes}  # fmt: skip
+    path.write_text(json.dumps(total))
     return total
 
 
@@ -276,7 +278,9 @@ def main(argv: list[str] | None = None) -> Path | None:
     out.mkdir(parents=True, exist_ok=True)
 
     # 1. corpus
+    fresh = not (corpus / "summary.json").is_file()
     ensure_corpus(corpus, workers=2, size=args.size)
+    corpus_minutes = (time.time() - began) / 60 if fresh else 0.0
     labelled = labelled_subset(corpus, args.labelled)
     common = [
         *corpus_overrides(corpus),
@@ -327,7 +331,7 @@ def main(argv: list[str] | None = None) -> Path | None:
                 ["python benchmarks/reproduce.py", *(argv if argv is not None else sys.argv[1:])]
             ),
             "date": datetime.date.today().isoformat(),
-            "minutes": elapsed_minutes(out, began),
+            **elapsed_minutes(out, began, corpus_minutes),
             "seed_steps": args.seed_steps,
             "steps": args.steps,
             "recipe": args.recipe,

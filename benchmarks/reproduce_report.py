@@ -346,12 +346,15 @@ def report(record: dict, results: Path) -> str:
     images = plots(record, results.parent / "images")
     rel = {k: Path(os.path.relpath(v, results.parent)).as_posix() for k, v in images.items()}
     beam, frames = meta["beam"], meta["frames"]
+    corpus = "the corpus and its caches built before"
+    if meta["corpus_minutes"] > 0:
+        corpus = f"{meta['corpus_minutes']:.1f} of them building the corpus and its caches"
     lines = [
         "# Results: the paper's claims on the synthetic corpus",
         "",
         f"Command: `{meta['command']}`  ",
         f"Machine: {machine()}  ",
-        f"Date: {meta['date']}; total time {meta['minutes']:.0f} min, corpus included",
+        f"Date: {meta['date']}; total time {meta['minutes']:.0f} min, {corpus}",
         "",
         f"**Seed.** The `{meta['seed_recipe']}` recipe trained labelled-only for "
         f"{meta['seed_steps']} steps (its own warm-up and cosine) on the first "

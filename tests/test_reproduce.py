@@ -138,7 +138,9 @@ def test_learning_curves_run_from_the_seed_through_each_arm(smoke):
 
 
 def test_results_state_each_claim_and_link_the_plots(smoke):
-    _, root, text, _ = smoke
+    _, root, text, data = smoke
+    assert data["meta"]["corpus_minutes"] > 0  # the smoke run built its corpus, and says so
+    assert re.search(r"total time \d+ min, \d+\.\d of them building the corpus", text)
     claims = re.findall(r"^(\d)\. \*\*(.+?)\*\*", text, flags=re.M)
     assert [n for n, _ in claims] == ["0", "0", "0", "0", "1", "2", "3"]  # 4 needs ablations
     assert all(re.search(r"(not )?(reproduced|measured)", c) for _, c in claims)
