@@ -239,6 +239,7 @@ def plots(record: dict, images: Path) -> dict[str, Path]:
     paths = {}
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
     for ax, stream in zip(axes, STREAMS):
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)  # more arms than the default 10 colours
         for arm in curves:
             points = [(p["seconds"] / 60, p[stream]) for p in curves[arm] if stream in p]
             if points:
@@ -249,6 +250,7 @@ def plots(record: dict, images: Path) -> dict[str, Path]:
     names = bucket_names(res)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
     for ax, stream in zip(axes, STREAMS):
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)
         for arm in res:
             long = res[arm]["long_greedy"][stream]
             ys = [res[arm]["test_greedy"][stream], *(long[n]["wer"] for n in names)]
@@ -260,6 +262,7 @@ def plots(record: dict, images: Path) -> dict[str, Path]:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     conditions = ["clean", *NOISY]
     for ax, stream in zip(axes, ("a", "av")):
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)
         for arm in res:
             noise = res[arm]["noise_beam"][stream]
             ax.plot(range(len(conditions)), [noise[c] for c in conditions], marker="o", ms=3,
