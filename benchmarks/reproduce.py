@@ -49,6 +49,7 @@ import lightning.pytorch as pl
 import reproduce_report
 
 from unisr.demo import corpus_overrides, ensure_corpus, final_model, read_metrics
+from unisr.files import atomic_write
 from unisr.train import train
 from unisr.train_config import load_config
 
@@ -98,9 +99,7 @@ def labelled_subset(corpus: Path, clips: int) -> Path:
         return full
     subset = corpus / f"train_labelled_first{clips}.tsv"
     if not subset.is_file():
-        tmp = subset.with_suffix(".tsv.tmp")
-        tmp.write_text("".join(lines[: clips + 1]))
-        tmp.replace(subset)
+        atomic_write(subset, "".join(lines[: clips + 1]))
     cache = subset.with_name(subset.name + ".cache")
     if not cache.exists():
         cache.symlink_to(full.name + ".cache")
@@ -196,19 +195,17 @@ def evaluate_arm(run_dir: Path, corpus: Path, beam: int, device: str, noise_clip
                      noise=str(corpus / "noise" / "babble.wav"))  # fmt: skip
     for r in summary:
         results["noise_beam"].setdefault(r["stream"], {})[r["condition"]] = r["wer"]
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(results, indent=1))
     return results
 
 
 # ---------------------------------------------------------------- logs
 
 
-def timings(run_dir: Path) -> dict:
-    """Median wall seconds per step and per pseudo-labelling call, the calls also by mode (a
-    mixed run makes both kinds)."""
-    rows = [r for r in read_metrics(run_dir) if "time/step" in r]
+def timings(logged: list[dict]) -> dict:
+    """Median wall seconds per step and per pseudo-labelling call in a run's logged rows, the
+    calls also by mode (a mixed run makes both kinds)."""
+    rows = [r for r in logged if "time/step" in r]
     calls = [r for r in rows if r.get("time/pseudo_labels", 0) > 0]
 
     def median(values: list[float]) -> float | None:
@@ -222,12 +219,12 @@ def timings(run_dir: Path) -> dict:
     }
 
 
-def pl_quality(run_dir: Path) -> list[dict]:
-    """The logged pseudo-label quality rows (``pl_quality/*``)."""
+def pl_quality(logged: list[dict]) -> list[dict]:
+    """The pseudo-label quality rows (``pl_quality/*``) of a run's logged rows."""
     keep = ("step", "pl_quality/ctc_wer", "pl_quality/ctc_wer_accepted",
             "pl_quality/ctc_wer_rejected", "pl_quality/ctc_accepted", "pl_quality/att_wer",
             "pl_quality/ar_wer")  # fmt: skip
-    rows = [r for r in read_metrics(run_dir) if "pl_quality/ctc_wer" in r]
+    rows = [r for r in logged if "pl_quality/ctc_wer" in r]
     return [{k: r[k] for k in keep if k in r} for r in rows]
 
 
@@ -300,8 +297,9 @@ def main(argv: list[str] | None = None) -> Path | None:
 
     # 3. arms
     data = load_config(args.recipe, common).data
-    recipes = arms(labelled, corpus / "train_unlabelled.tsv",
-                   data.frames_per_batch + data.frames_per_batch_unlabelled)  # fmt: skip
+    frames = {"labelled_only": data.frames_per_batch,
+              "control": data.frames_per_batch + data.frames_per_batch_unlabelled}  # fmt: skip
+    recipes = arms(labelled, corpus / "train_unlabelled.tsv", frames["control"])
     names = args.arms or [*ARMS, *(ABLATIONS if args.ablations else ())]
     from_seed = [f"init.checkpoint={final_model(seed_dir)}", f"optim.max_steps={args.steps}",
                  f"trainer.val_every={max(args.steps // 4, 1)}"]  # fmt: skip
@@ -318,10 +316,11 @@ def main(argv: list[str] | None = None) -> Path | None:
     seed_curve = curve(seed_dir)
     origin = max((p["seconds"] for p in seed_curve), default=0.0)
     summary = json.loads((corpus / "summary.json").read_text())
+    logged = {name: read_metrics(out / name) for name in names}
     record = {
         "results": res,
-        "times": {name: timings(out / name) for name in names},
-        "quality": {name: pl_quality(out / name) for name in names},
+        "times": {name: timings(logged[name]) for name in names},
+        "quality": {name: pl_quality(logged[name]) for name in names},
         "curves": {
             "seed": seed_curve,
             **{n: curve(out / n, origin, args.seed_steps) for n in names},
@@ -343,10 +342,7 @@ def main(argv: list[str] | None = None) -> Path | None:
             "corpus": summary.get("size", args.size),
             "long_clips": min(b["utterances"] for b in summary["test_long_buckets"].values()),
             "longest_labelled": summary["longest_labelled_frames"],
-            "frames": {
-                n: load_config(args.recipe, [*common, *recipes[n]]).data.frames_per_batch
-                for n in ("labelled_only", "control")
-            },  # fmt: skip
+            "frames": frames,
         },
     }
     (out / "results.json").write_text(json.dumps(record, indent=1))

@@ -84,13 +84,6 @@ def lr_factor(step: int, warmup: int, total: int, final: float) -> float:
     return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def mean_lr_factor(first: int, total: int, warmup: int, final: float) -> float:
-    """The mean of :func:`lr_factor` over steps ``first`` to ``total - 1`` (what a second phase
-    of one schedule gets of the peak learning rate)."""
-    steps = range(first, total)
-    return sum(lr_factor(s, warmup, total, final) for s in steps) / max(len(steps), 1)
-
-
 def build_optimizer(
     params: list[nn.Parameter], optim: OptimSection, total_steps: int, warmup: int
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -49,15 +50,7 @@ from .losses import UnlabelledHeads
 from .model import UnifiedModel
 from .pl_quality import QualityWindow, label_errors
 from .sampler import BatchLoader, FrameBatchSampler, train_iterator
-from .step import (
-    Hooks,
-    Learner,
-    StepResult,
-    TrainBatch,
-    build_optimizer,
-    mean_lr_factor,
-    training_step,
-)
+from .step import Hooks, Learner, StepResult, TrainBatch, build_optimizer, training_step
 from .tokenizer import Tokenizer, load_tokenizer
 from .train_config import InitSection, TrainConfig, load_config
 
@@ -239,20 +232,21 @@ class USRModule(pl.LightningModule):
         self.total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = o.warmup_steps or round(o.warmup_epochs * self.trainer.num_training_batches)
         optimizer, scheduler = build_optimizer(self.trainable(), o, self.total_steps, warmup)
-        self._warn_if_starved(max(min(warmup, self.total_steps), 1))
+        self._warn_if_starved(scheduler.lr_lambdas[0])
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
-    def _warn_if_starved(self, warmup: int) -> None:
-        """One schedule over a labelled-only phase and pseudo-labelling (``teacher.start_step``
-        > 0) can leave the second phase a trickle of the learning rate, and then no arm moves:
-        say so, and what to do instead."""
-        start, o = self.cfg.teacher.start_step, self.cfg.optim
+    def _warn_if_starved(self, schedule) -> None:
+        """One schedule (``schedule``: step -> share of the peak learning rate) over a
+        labelled-only phase and pseudo-labelling (``teacher.start_step`` > 0) can leave the
+        second phase a trickle of the learning rate, and then no arm moves: say so, and what to
+        do instead."""
+        start = self.cfg.teacher.start_step
         if self.teacher is None or not 0 < start < self.total_steps:
             return
-        share = mean_lr_factor(start, self.total_steps, warmup, o.final_lr / o.lr)
+        share = statistics.fmean(schedule(s) for s in range(start, self.total_steps))
         if share < STARVED_LR_SHARE:
             rank_zero_warn(
                 f"teacher.start_step={start}: one schedule over both phases leaves the "
